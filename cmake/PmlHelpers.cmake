@@ -3,7 +3,7 @@ get_filename_component(PML_ROOT "${CMAKE_CURRENT_LIST_DIR}/.." ABSOLUTE)
 # protobuf code is exempt.
 
 function(pml_warnings target)
-  target_compile_options(${target} PRIVATE -Wall -Wextra)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-missing-field-initializers)
   if(PML_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
   endif()
