@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package the project needs to build, test and run (DESIGN.md §2), and
+# the npm test clients. Idempotent; run as root (or with sudo available).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev git ca-certificates openssl
+  # libraries (DESIGN.md §2)
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev libssl-dev
+  libvirt-dev prometheus-cpp-dev libspdlog-dev libgtest-dev libgmock-dev libsqlite3-dev libpq-dev
+  libcurl4-openssl-dev libxml2-dev libxmlsec1-dev libxmlsec1-openssl nlohmann-json3-dev
+  libcli11-dev
+  # test peers nobody here wrote
+  python3 python3-grpcio python3-protobuf prometheus nodejs npm
+)
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "==> installing ${#missing[@]} Debian packages: ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  echo "==> all Debian packages present"
+fi
+# Debian's prometheus package starts a server on install; the tests start their own.
+if systemctl is-active --quiet prometheus 2>/dev/null; then $SUDO systemctl stop prometheus || true; fi
+
+echo "==> installing npm test clients (tests/node)"
+(cd tests/node && npm ci --no-audit --no-fund --loglevel=error)

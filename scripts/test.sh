@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The README's test command: installs every dependency, builds with warnings as errors, and runs
+# all tests (unit, vectors, integration with third-party clients) through CTest.
+#   scripts/test.sh                 everything
+#   scripts/test.sh --sanitize      the same under ASan + UBSan (build dir build-asan)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+export BUILD_DIR=${BUILD_DIR:-build}
+extra=()
+if [ "${1:-}" = "--sanitize" ]; then
+  BUILD_DIR=build-asan
+  extra=(-DPML_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug)
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+fi
+echo "==> building ($BUILD_DIR)"
+time scripts/build.sh "${extra[@]}"
+echo "==> testing"
+cd "$BUILD_DIR"
+ctest --output-on-failure --timeout 900 -j"$(nproc)"
