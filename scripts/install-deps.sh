@@ -13,8 +13,12 @@ PACKAGES=(
   libcurl4-openssl-dev libxml2-dev libxmlsec1-dev libxmlsec1-openssl nlohmann-json3-dev
   libcli11-dev
   # test peers nobody here wrote
-  python3 python3-grpcio python3-protobuf prometheus nodejs npm
+  python3 python3-grpcio python3-protobuf prometheus
 )
+
+# Node.js and npm: use the machine's if it has them (the Debian packages conflict with other
+# installs); otherwise Debian's.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then PACKAGES+=(nodejs npm); fi
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
