@@ -15,6 +15,10 @@ if [ "${1:-}" = "--sanitize" ]; then
 fi
 echo "==> building ($BUILD_DIR)"
 time scripts/build.sh "${extra[@]}"
+if [ "${1:-}" != "--sanitize" ]; then
+  echo "==> fuzzing (bounded)"
+  scripts/fuzz.sh "${PML_FUZZ_SECONDS:-20}"
+fi
 echo "==> testing"
 cd "$BUILD_DIR"
 ctest --output-on-failure --timeout 900 -j"$(nproc)"

@@ -295,6 +295,21 @@ class BadConfigurationTest(unittest.TestCase):
             self.assert_one_line_error(self.run_service("--metrics-listen", f"127.0.0.1:{port}"),
                                        "cannot serve metrics")
 
+    def test_json_logs_are_one_object_per_line(self):
+        svc = self.stack.start("kms", extra_args=["--log-format", "json"])
+        self.stack.stop("kms")
+        lines = [l for l in svc.log().splitlines() if l.strip()]
+        self.assertGreaterEqual(len(lines), 2, svc.log())
+        events = []
+        for line in lines:
+            obj = json.loads(line)  # every line is a JSON object
+            self.assertEqual(obj["component"], "kms")
+            events.append(obj["event"])
+        self.assertIn("serving", events)
+        self.assertIn("stopped", events)
+        serving = next(json.loads(l) for l in lines if json.loads(l)["event"] == "serving")
+        self.assertEqual(int(serving["grpc_port"]), svc.grpc_port)
+
     def test_help_documents_every_flag(self):
         for name, (rel, _) in harness.SERVICES.items():
             out = subprocess.run([harness.binary(rel), "--help"], capture_output=True, text=True, timeout=10)
