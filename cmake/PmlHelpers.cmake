@@ -29,7 +29,7 @@ function(pml_test name)
   if(NOT A_TIMEOUT)
     set(A_TIMEOUT 300)
   endif()
-  gtest_discover_tests(${name}
+  gtest_discover_tests(${name} TEST_PREFIX "${name}."
     PROPERTIES ENVIRONMENT "PML_SHARED_DIR=${PML_SHARED_DIR}" LABELS "unit;${A_LABELS}"
                TIMEOUT ${A_TIMEOUT}
     DISCOVERY_TIMEOUT 60)
