@@ -13,6 +13,7 @@ if [ "${1:-}" = "--sanitize" ]; then
   extra=(-DPML_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug)
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 fi
+scripts/check-includes.sh
 echo "==> building ($BUILD_DIR)"
 time scripts/build.sh "${extra[@]}"
 if [ "${1:-}" != "--sanitize" ]; then
