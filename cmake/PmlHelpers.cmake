@@ -26,6 +26,9 @@ function(pml_test name)
   target_link_libraries(${name} PRIVATE ${A_DEPS} GTest::gmock GTest::gtest GTest::gmock_main)
   target_include_directories(${name} PRIVATE ${PML_ROOT})
   pml_warnings(${name})
+  # Test discovery runs the binary at build time, without the ctest environment: compile the
+  # shared/ path in as the fallback so vector-driven suites are discovered too.
+  target_compile_definitions(${name} PRIVATE PML_DEFAULT_SHARED_DIR="${PML_SHARED_DIR}")
   if(NOT A_TIMEOUT)
     set(A_TIMEOUT 300)
   endif()

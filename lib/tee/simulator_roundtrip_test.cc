@@ -22,6 +22,7 @@
 #include "lib/tdx/verify.h"
 #include "lib/tee/simulated_pki.h"
 #include "lib/tee/simulator.h"
+#include "lib/tdx/simulated_anchor.h"
 
 namespace pml::tee {
 namespace {
@@ -253,6 +254,17 @@ TEST_F(SimulatorRoundTripTest, TamperedCollateralIsRejected) {
   qe.qe_identity_signature[0] ^= 1;
   EXPECT_THAT(Verify(q, anchors, qe), StatusIs(absl::StatusCode::kFailedPrecondition,
                                                StartsWith("QE_IDENTITY_INVALID_SIGNATURE")));
+}
+
+}  // namespace
+}  // namespace pml::tee
+
+namespace pml::tee {
+namespace {
+
+// The verifier pins lib/tdx's copy of the simulated root; it must be the key lib/tee derives.
+TEST(SimulatedAnchorTest, VerifierPinEqualsSimulatorRoot) {
+  EXPECT_EQ(tdx::kSimulatedTdxRootPublicKeyPem, kSimulatedRootPublicKeyPem);
 }
 
 }  // namespace

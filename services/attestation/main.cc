@@ -1,32 +1,85 @@
 // pml-verifier: see --help.
 
-#include <CLI/CLI.hpp>
-
+#include <memory>
 #include <string>
 
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "lib/core/clock.h"
+#include "lib/core/status.h"
 #include "lib/rpc/flags.h"
 #include "lib/rpc/service_main.h"
+#include "lib/tdx/pcs_client.h"
+#include "services/attestation/verifier_core.h"
 #include "services/attestation/verifier_service.h"
 
 int main(int argc, char** argv) {
-  CLI::App app("pml-verifier: verifies Intel TDX quotes and NVIDIA GPU evidence, appraises evidence bundles\nagainst policies and issues signed attestation results. gRPC over mTLS (pml.attestation.v1).", "pml-verifier");
+  CLI::App app(
+      "pml-verifier: verifies Intel TDX quotes and NVIDIA GPU evidence, appraises evidence "
+      "bundles\nagainst policies and issues signed attestation results. gRPC over mTLS "
+      "(pml.attestation.v1).",
+      "pml-verifier");
   pml::rpc::ServerFlags flags;
   std::string ready_file;
+  bool trust_simulated_tee = false;
+  std::string cache_dir;
+  std::string pcs_url;
+  std::string pcs_root_ca_crl_url(pml::tdx::kIntelRootCaCrlUrl);
+  bool offline = false;
   pml::rpc::AddServerFlags(app, flags);
   pml::rpc::AddReadyFileFlag(app, ready_file);
+  app.add_flag("--trust-simulated-tee", trust_simulated_tee,
+               "UNSAFE for production: also trust the simulated TDX root of lib/tee; every result "
+               "verified through it says simulated (default: off, simulated quotes fail as "
+               "untrusted)");
+  app.add_option("--collateral-cache-dir", cache_dir,
+                 "directory caching Intel collateral per FMSPC (created 0700; default: none)");
+  app.add_option("--pcs-url", pcs_url,
+                 "Intel PCS v4 or PCCS base URL, used when a request brings no collateral and "
+                 "the cache has none fresh, and by RefreshCollateral (e.g. "
+                 "https://api.trustedservices.intel.com; default: none)");
+  app.add_option("--pcs-root-ca-crl-url", pcs_root_ca_crl_url,
+                 "where the Intel SGX Root CA CRL is fetched; empty: {pcs-url}/sgx/"
+                 "certification/v4/rootcacrl (PCCS)")
+      ->capture_default_str();
+  app.add_flag("--offline", offline,
+               "verifications never use the network: collateral comes from the request or the "
+               "cache (RefreshCollateral may still fetch from --pcs-url; default: off)");
   app.set_version_flag("--version", pml::rpc::Version());
   CLI11_PARSE(app, argc, argv);
 
-  pml::rpc::ServiceMainOptions options{.component = "verifier", .ready_file = ready_file};
+  pml::core::RealClock clock;
+  pml::rpc::ServiceMainOptions options{
+      .component = "verifier", .simulated_tee = trust_simulated_tee, .ready_file = ready_file};
   return pml::rpc::RunServiceMain(
       options, flags, pml::attestation::VerifierRoleTable(),
-      [](const pml::rpc::ServiceEnv& env,
-         pml::rpc::Metrics&) -> absl::StatusOr<pml::rpc::ServiceSet> {
+      [&](const pml::rpc::ServiceEnv& env,
+          pml::rpc::Metrics& metrics) -> absl::StatusOr<pml::rpc::ServiceSet> {
         using namespace pml::attestation;  // NOLINT(google-build-using-namespace): main only
+        VerifierCoreOptions core_options;
+        PML_ASSIGN_OR_RETURN(core_options.anchors, MakeTrustAnchors(trust_simulated_tee));
+        core_options.cache_dir = cache_dir;
+        core_options.offline = offline;
+        if (!pcs_url.empty()) {
+          pml::tdx::PcsOptions pcs;
+          pcs.base_url = pcs_url;
+          pcs.root_ca_crl_url = pcs_root_ca_crl_url;
+          PML_ASSIGN_OR_RETURN(core_options.upstream, pml::tdx::MakePcsSource(std::move(pcs)));
+          core_options.upstream_name = pcs_url;
+        }
+        if (trust_simulated_tee) {
+          SPDLOG_WARN("simulated_tee_trusted anchor={} note={:?}",
+                      std::string(kSimulatedRootAnchorName),
+                      "quotes from the lib/tee simulator verify; they prove nothing");
+        }
+        PML_ASSIGN_OR_RETURN(
+            std::unique_ptr<VerifierCore> core,
+            VerifierCore::Create(std::move(core_options), clock, &metrics.registry()));
         pml::rpc::ServiceSet set;
-        auto attestationService = std::make_shared<AttestationService>(env);
-        set.registered.push_back({attestationService.get(), v1::Attestation::service_full_name()});
-        set.owned.push_back(attestationService);
+        auto attestation = std::make_shared<AttestationService>(env, std::move(core));
+        set.registered.push_back({attestation.get(), v1::Attestation::service_full_name()});
+        set.owned.push_back(attestation);
         return set;
       });
 }

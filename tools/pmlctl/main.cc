@@ -15,6 +15,7 @@
 #include "pml/common/v1/info.grpc.pb.h"
 #include "tools/pmlctl/client_flags.h"
 #include "tools/pmlctl/pki.h"
+#include "tools/pmlctl/verify_cmd.h"
 
 namespace pml::pmlctl {
 namespace {
@@ -97,6 +98,7 @@ int main(int argc, char** argv) {
   auto* version = app.add_subcommand("version", "print a service's component and version");
   AddClientFlags(*version, version_flags);
 
+  AddVerifyCommands(app);
   CLI11_PARSE(app, argc, argv);
 
   if (pki_init->parsed()) {
