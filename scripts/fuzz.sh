@@ -15,10 +15,13 @@ ninja -C build-fuzz -j"$(nproc)" $targets
 for t in $targets; do
   corpus=$(mktemp -d)
   # Seeds: every file of the vectors that target's domain reads (quotes, collateral, reports).
+  # Seeds are named by content hash, so same-named files of different vectors all count.
   case "$t" in
-    tdx_*) find "$SHARED/vectors/tdx" -type f \( -name '*.bin' -o -name '*.json' -o -name '*.der' \) -exec cp {} "$corpus"/ \; 2>/dev/null || true ;;
-    gpu_*) find "$SHARED/vectors/gpu" -type f -size -1M -exec cp {} "$corpus"/ \; 2>/dev/null || true ;;
+    tdx_*) seeds=$(find "$SHARED/vectors/tdx" -type f \( -name '*.bin' -o -name '*.json' -o -name '*.der' \)) ;;
+    gpu_*) seeds=$(find "$SHARED/vectors/gpu" -type f -size -1024k) ;;
+    *) seeds="" ;;
   esac
+  for f in $seeds; do cp "$f" "$corpus/$(sha256sum "$f" | cut -c1-16)"; done
   echo "==> fuzzing $t for ${SECONDS_PER_TARGET}s ($(ls "$corpus" | wc -l) seeds)"
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     "build-fuzz/fuzz/$t" -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 \
