@@ -17,6 +17,7 @@
 #include "lib/crypto/cert_builder.h"
 #include "lib/crypto/hash.h"
 #include "lib/crypto/key.h"
+#include "lib/tee/internal/der_writer.h"
 
 namespace pml::tee {
 namespace {
@@ -35,33 +36,8 @@ absl::Time CertNotAfter() {
   return absl::FromCivil(absl::CivilSecond(2049, 12, 31, 23, 59, 59), absl::UTCTimeZone());
 }
 
-// --- Minimal DER writer for the SGX extension (only the types Intel's extension uses). ---
-
-std::vector<uint8_t> Tlv(uint8_t tag, absl::Span<const uint8_t> content) {
-  std::vector<uint8_t> out = {tag};
-  const size_t n = content.size();
-  if (n < 0x80) {
-    out.push_back(static_cast<uint8_t>(n));
-  } else if (n <= 0xFF) {
-    out.push_back(0x81);
-    out.push_back(static_cast<uint8_t>(n));
-  } else {
-    PML_CHECK(n <= 0xFFFF);
-    out.push_back(0x82);
-    out.push_back(static_cast<uint8_t>(n >> 8));
-    out.push_back(static_cast<uint8_t>(n & 0xFF));
-  }
-  out.insert(out.end(), content.begin(), content.end());
-  return out;
-}
-
-std::vector<uint8_t> Seq(std::initializer_list<std::vector<uint8_t>> items) {
-  std::vector<uint8_t> content;
-  for (const auto& item : items) {
-    content.insert(content.end(), item.begin(), item.end());
-  }
-  return Tlv(0x30, content);
-}
+using internal::Seq;
+using internal::Tlv;
 
 std::vector<uint8_t> SeqOf(const std::vector<std::vector<uint8_t>>& items) {
   std::vector<uint8_t> content;
