@@ -128,7 +128,6 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
   if (health != nullptr) {
     for (const auto& s : services) {
       health->SetServingStatus(s.full_name, true);
-      server->service_names_.push_back(s.full_name);
     }
     health->SetServingStatus(true);
   }

@@ -61,7 +61,6 @@ class Server {
  private:
   Server() = default;
   std::unique_ptr<grpc::Server> server_;
-  std::vector<std::string> service_names_;
   int port_ = 0;
   bool shut_down_ = false;
 };
