@@ -162,6 +162,48 @@ TEST_F(OcspTest, WarmVerifierReusesOcspResults) {
   EXPECT_EQ(verifier.stats().ocsp_hits, 6u);
 }
 
+// A source that is down, counting calls; it asks the verifier to remember failures for 30 s.
+class DownOcspSource final : public OcspSource {
+ public:
+  absl::StatusOr<std::vector<uint8_t>> GetResponse(const X509&, const X509&,
+                                                   absl::Span<const uint8_t>) override {
+    ++calls;
+    return absl::UnavailableError("OCSP_UNAVAILABLE: connection refused");
+  }
+  absl::Duration FailureTtl() const override { return absl::Seconds(30); }
+  int calls = 0;
+};
+
+TEST_F(OcspTest, FailuresAreRememberedForTheSourcesTtlOnly) {
+  DownOcspSource down;
+  Verifier verifier(*anchors_);
+  VerifyOptions o = Options(&down);
+  for (int i = 0; i < 3; ++i) {
+    auto v = verifier.Verify(*report_, pki_.chain_pem, real_.nonce, o);
+    ASSERT_THAT(v, IsOk());
+    EXPECT_EQ(v->device_chain().ocsp_status, "unknown");
+    EXPECT_THAT(v->device_chain().detail, HasSubstr("connection refused"));
+  }
+  EXPECT_EQ(down.calls, 3);  // one per checked certificate, then remembered
+  o.now += absl::Seconds(31);
+  ASSERT_THAT(verifier.Verify(*report_, pki_.chain_pem, real_.nonce, o), IsOk());
+  EXPECT_EQ(down.calls, 6);  // asked again after the TTL
+
+  // Another source's responses are not hidden by the first one's failures.
+  CachedOcspSource good;
+  AddResponses(good, 0, V_OCSP_CERTSTATUS_GOOD, 0);
+  auto v = verifier.Verify(*report_, pki_.chain_pem, real_.nonce, Options(&good));
+  ASSERT_THAT(v, IsOk());
+  EXPECT_EQ(v->device_chain().ocsp_status, "good");
+
+  // A source that does not ask for it is never remembered as failed.
+  CachedOcspSource empty;
+  Verifier fresh(*anchors_);
+  for (int i = 0; i < 2; ++i)
+    ASSERT_THAT(fresh.Verify(*report_, pki_.chain_pem, real_.nonce, Options(&empty)), IsOk());
+  EXPECT_EQ(fresh.stats().ocsp_fetches, 6u);
+}
+
 TEST(CachedOcspSourceTest, RejectsGarbage) {
   CachedOcspSource src;
   EXPECT_THAT(src.Add(std::vector<uint8_t>{1, 2, 3}),

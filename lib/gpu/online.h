@@ -57,10 +57,14 @@ class HttpOcspSource final : public OcspSource {
   absl::StatusOr<std::vector<uint8_t>> GetResponse(const X509& cert, const X509& issuer,
                                                    absl::Span<const uint8_t> nonce) override;
   bool SendsNonce() const override { return true; }
+  // An unreachable responder is asked again after this long (Verifier failure cache).
+  absl::Duration FailureTtl() const override { return failure_ttl_; }
+  void set_failure_ttl(absl::Duration ttl) { failure_ttl_ = ttl; }
 
  private:
   std::unique_ptr<HttpClient> http_;
   std::string url_;
+  absl::Duration failure_ttl_ = absl::Seconds(30);
 };
 
 // RimSource over NVIDIA's RIM service: GET <base><id>, decoded and checked with

@@ -17,6 +17,8 @@
 #include "lib/crypto/key.h"
 #include "lib/crypto/x509.h"
 #include "lib/gpu/errors.h"
+#include "lib/gpu/internal/nvidia_roots.h"
+#include "lib/gpu/simulated.h"
 
 namespace pml::gpu {
 namespace internal {
@@ -31,6 +33,7 @@ struct ChainEntry {
   std::optional<std::vector<uint8_t>> fwid;
   absl::Time not_before = absl::InfinitePast();
   absl::Time not_after = absl::InfiniteFuture();
+  bool simulated = false;  // ends at the simulated root (TrustAnchors::WithSimulatedRoot)
 };
 
 struct RimEntry {
@@ -43,6 +46,11 @@ struct RimEntry {
 struct OcspEntry {
   crypto::OcspResult result;
   bool nonce_matches = false;
+  // A failed fetch or an invalid response, remembered until `retry_after` (verification time) so
+  // that an unreachable responder costs one attempt per OcspSource::FailureTtl(), not one per
+  // verification. Stored under a per-source key.
+  std::string error;
+  absl::Time retry_after = absl::InfinitePast();
 };
 
 }  // namespace internal
@@ -61,12 +69,6 @@ constexpr size_t kFwidSize = 48;
 
 absl::Status Refused(absl::string_view cls, absl::string_view detail) {
   return MakeError(absl::StatusCode::kFailedPrecondition, cls, detail);
-}
-
-std::string FormatClaimTime(absl::Time t) {
-  if (t == absl::InfiniteFuture())
-    return "9999-12-31T23:59:59Z";
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
 }
 
 absl::StatusOr<crypto::X509Ptr> OnePem(absl::string_view pem, absl::string_view what) {
@@ -112,6 +114,13 @@ absl::StatusOr<Arch> ArchFromLeaf(const X509& leaf) {
   return Refused(
       error_class::kUnsupportedArch,
       absl::StrCat("leaf certificate \"", cn.substr(0, 64), "\" names no supported device"));
+}
+
+// A self-signed certificate carrying the simulated GPU root key.
+bool IsSimulatedRoot(const X509& cert) {
+  auto spki = crypto::SpkiSha256(cert);
+  return spki.ok() && core::HexEncode(*spki) == kSimulatedGpuRootSpkiSha256 &&
+         X509_check_issued(const_cast<X509*>(&cert), const_cast<X509*>(&cert)) == X509_V_OK;
 }
 
 absl::Status FwidMalformed(absl::string_view detail) {
@@ -204,6 +213,12 @@ nlohmann::json ChainJson(const CertChainClaims& c) {
 
 // ---- TrustAnchors
 
+std::string FormatClaimTime(absl::Time t) {
+  if (t == absl::InfiniteFuture())
+    return "9999-12-31T23:59:59Z";
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
+}
+
 absl::StatusOr<TrustAnchors> TrustAnchors::UnpinnedFromPem(absl::string_view device_root_pem,
                                                            absl::string_view rim_root_pem) {
   TrustAnchors a;
@@ -227,14 +242,28 @@ absl::StatusOr<TrustAnchors> TrustAnchors::NvidiaFromFiles(absl::string_view dev
   return NvidiaFromPem(d, r);
 }
 
+TrustAnchors TrustAnchors::NvidiaDefault() {
+  auto a = NvidiaFromPem(internal::kNvidiaDeviceRootPem, internal::kNvidiaRimRootPem);
+  PML_CHECK(a.ok());  // a broken build, not an input error
+  return *std::move(a);
+}
+
+TrustAnchors TrustAnchors::WithSimulatedRoot() const {
+  TrustAnchors a(*this);
+  a.trust_simulated_ = true;
+  return a;
+}
+
 TrustAnchors::TrustAnchors(const TrustAnchors& other)
     : device_root_(crypto::CopyCertificate(*other.device_root_)),
-      rim_root_(crypto::CopyCertificate(*other.rim_root_)) {}
+      rim_root_(crypto::CopyCertificate(*other.rim_root_)),
+      trust_simulated_(other.trust_simulated_) {}
 
 TrustAnchors& TrustAnchors::operator=(const TrustAnchors& other) {
   if (this != &other) {
     device_root_ = crypto::CopyCertificate(*other.device_root_);
     rim_root_ = crypto::CopyCertificate(*other.rim_root_);
+    trust_simulated_ = other.trust_simulated_;
   }
   return *this;
 }
@@ -347,6 +376,8 @@ nlohmann::json VerifiedGpu::Claims() const {
   rim_claims(vbios_rim_, vb);
   if (!sw)
     j[p + "vbios-index-no-conflict"] = match_.index_no_conflict;
+  if (simulated_)
+    j["x-pml-simulated"] = true;
   return j;
 }
 
@@ -360,6 +391,16 @@ bool VerifiedSet::Passed() const {
       return false;
   }
   return !gpus_.empty();
+}
+
+bool VerifiedSet::simulated() const {
+  for (const auto* list : {&gpus_, &switches_}) {
+    for (const auto& d : *list) {
+      if (d.simulated())
+        return true;
+    }
+  }
+  return false;
 }
 
 nlohmann::json VerifiedSet::Claims() const {
@@ -446,12 +487,27 @@ absl::StatusOr<std::shared_ptr<const ChainEntry>> Verifier::Chain(absl::string_v
   auto certs = crypto::ParsePemCertificates(pem);
   if (!certs.ok())
     return WithClass(certs.status(), error_class::kCertChainMalformed);
-  auto chain = crypto::VerifyChainToAnchor(*certs, anchors_.device_root(),
-                                           {.at = std::nullopt, .strict = true});
+  // The simulated root is trusted by key: the chain's own last certificate, when it carries the
+  // pinned simulated key, is the anchor (its signature bytes differ between runs).
+  const X509* anchor = &anchors_.device_root();
+  bool simulated = false;
+  if (IsSimulatedRoot(anchors_.device_root())) {
+    simulated = true;  // a test's explicit anchor: the simulated root itself
+  } else if (!certs->empty() && IsSimulatedRoot(*certs->back())) {
+    if (!anchors_.trusts_simulated()) {
+      return Refused(error_class::kCertChainUntrusted,
+                     "the chain ends at the simulated GPU root of lib/tee, which this verifier "
+                     "does not trust (simulated evidence needs --trust-simulated-tee)");
+    }
+    anchor = certs->back().get();
+    simulated = true;
+  }
+  auto chain = crypto::VerifyChainToAnchor(*certs, *anchor, {.at = std::nullopt, .strict = true});
   if (!chain.ok())
     return WithClass(chain.status(), error_class::kCertChainUntrusted);
   auto entry = std::make_shared<ChainEntry>();
   entry->chain = *std::move(chain);
+  entry->simulated = simulated;
   const X509& leaf = *entry->chain[0];
   PML_ASSIGN_OR_RETURN(entry->arch, ArchFromLeaf(leaf));
   auto key_or = crypto::CertificatePublicKey(leaf);
@@ -504,6 +560,11 @@ CertChainClaims Verifier::ChainClaims(const std::vector<crypto::X509Ptr>& chain,
   bool all_good = true, all_valid = true, all_nonce = true;
   for (size_t i = first_checked; i + 1 < chain.size(); ++i) {
     const std::string key = core::HexEncode(der_hashes[i]);
+    // Failures are remembered per source (only sources that ask for it, which outlive the
+    // verifier's use of them), so one source's outage never hides another's responses.
+    const absl::Duration failure_ttl = options.ocsp->FailureTtl();
+    const std::string negative_key =
+        absl::StrCat("failed|", reinterpret_cast<uintptr_t>(options.ocsp), "|", key);
     std::shared_ptr<const OcspEntry> entry;
     {
       absl::MutexLock lock(&mu_);
@@ -511,6 +572,12 @@ CertChainClaims Verifier::ChainClaims(const std::vector<crypto::X509Ptr>& chain,
       if (it != ocsp_.end() && options.now <= it->second->result.next_update &&
           options.now + absl::Minutes(5) >= it->second->result.this_update) {
         entry = it->second;
+        ++stats_.ocsp_hits;
+      } else if (auto neg = ocsp_.find(negative_key);
+                 failure_ttl > absl::ZeroDuration() && neg != ocsp_.end() &&
+                 options.now < neg->second->retry_after &&
+                 options.now + failure_ttl >= neg->second->retry_after) {
+        entry = neg->second;
         ++stats_.ocsp_hits;
       } else {
         ++stats_.ocsp_fetches;
@@ -525,23 +592,31 @@ CertChainClaims Verifier::ChainClaims(const std::vector<crypto::X509Ptr>& chain,
           der.ok() ? crypto::CheckOcspResponse(*der, *chain[i], *chain[i + 1], *chain.back(), chain,
                                                options.now)
                    : absl::StatusOr<crypto::OcspResult>(der.status());
-      if (!result.ok()) {
-        all_valid = false;
-        all_good = false;
-        all_nonce = false;
-        c.detail = absl::StrCat("ocsp for \"", crypto::SubjectCommonName(*chain[i]).substr(0, 64),
-                                "\": ", result.status().message());
-        continue;
-      }
       auto fresh = std::make_shared<OcspEntry>();
-      fresh->result = *std::move(result);
-      fresh->nonce_matches =
-          !nonce.empty() && fresh->result.nonce.has_value() && *fresh->result.nonce == nonce;
+      if (result.ok()) {
+        fresh->result = *std::move(result);
+        fresh->nonce_matches =
+            !nonce.empty() && fresh->result.nonce.has_value() && *fresh->result.nonce == nonce;
+      } else {
+        fresh->error =
+            absl::StrCat("ocsp for \"", crypto::SubjectCommonName(*chain[i]).substr(0, 64),
+                         "\": ", result.status().message());
+        fresh->retry_after = options.now + failure_ttl;
+      }
       entry = fresh;
-      absl::MutexLock lock(&mu_);
-      if (ocsp_.size() >= options_.max_ocsp)
-        ocsp_.clear();
-      ocsp_[key] = entry;
+      if (fresh->error.empty() || failure_ttl > absl::ZeroDuration()) {
+        absl::MutexLock lock(&mu_);
+        if (ocsp_.size() >= options_.max_ocsp)
+          ocsp_.clear();
+        ocsp_[fresh->error.empty() ? key : negative_key] = entry;
+      }
+    }
+    if (!entry->error.empty()) {
+      all_valid = false;
+      all_good = false;
+      all_nonce = false;
+      c.detail = entry->error;
+      continue;
     }
     all_nonce = all_nonce && entry->nonce_matches;
     if (entry->result.status == crypto::OcspCertStatus::kRevoked) {
@@ -718,15 +793,51 @@ absl::StatusOr<VerifiedGpu> Verifier::Verify(const Report& report, absl::string_
     out.switch_pdis_.push_back(pdi);
   }
   PML_ASSIGN_OR_RETURN(out.vbios_version_, VbiosVersion(report, chain->arch));
-  out.device_chain_ =
-      ChainClaims(chain->chain, chain->der_hashes, 1, chain->not_before, chain->not_after, options);
+  out.simulated_ = chain->simulated;
+  // Simulated devices: nothing revokes a simulated certificate and no NVIDIA RIM describes a
+  // simulated GPU, so OCSP is not asked and the golden values of simulated.h stand in for RIMs.
+  VerifyOptions effective = options;
+  std::optional<Rim> sim_driver, sim_vbios;
+  if (chain->simulated) {
+    effective.ocsp = nullptr;
+    effective.policy.require_ocsp = false;
+    sim_driver = SimulatedGoldenRim(RimKind::kDriver, out.driver_version_, out.vbios_version_);
+    sim_vbios = SimulatedGoldenRim(RimKind::kVbios, out.driver_version_, out.vbios_version_);
+  }
+  out.device_chain_ = ChainClaims(chain->chain, chain->der_hashes, 1, chain->not_before,
+                                  chain->not_after, effective);
+  if (chain->simulated) {
+    out.device_chain_.ocsp_source = "simulated";
+    out.device_chain_.detail = "simulated device chain: no OCSP";
+  }
 
   std::shared_ptr<const RimEntry> driver_entry, vbios_entry;
-  if (!sw)
-    FillRim(report, chain->arch, true, options, out.driver_rim_, driver_entry);
-  FillRim(report, chain->arch, false, options, out.vbios_rim_, vbios_entry);
-  const Rim* driver_rim = out.driver_rim_.measurements_available ? &*driver_entry->rim : nullptr;
-  const Rim* vbios_rim = out.vbios_rim_.measurements_available ? &*vbios_entry->rim : nullptr;
+  const Rim* driver_rim = nullptr;
+  const Rim* vbios_rim = nullptr;
+  if (chain->simulated) {
+    auto golden = [](const Rim& rim, RimClaims& c) {
+      c.id = std::string(kSimulatedGoldenRimId);
+      c.fetched = true;
+      c.version_match = true;
+      c.measurements_available = true;
+      c.rim_version = rim.colloquial_version;
+      c.cert_chain.ocsp_source = "simulated";
+      c.detail = "simulated golden measurements, not an NVIDIA RIM";
+      c.cert_chain.detail = c.detail;
+    };
+    if (!sw) {
+      golden(*sim_driver, out.driver_rim_);
+      driver_rim = &*sim_driver;
+    }
+    golden(*sim_vbios, out.vbios_rim_);
+    vbios_rim = &*sim_vbios;
+  } else {
+    if (!sw)
+      FillRim(report, chain->arch, true, options, out.driver_rim_, driver_entry);
+    FillRim(report, chain->arch, false, options, out.vbios_rim_, vbios_entry);
+    driver_rim = out.driver_rim_.measurements_available ? &*driver_entry->rim : nullptr;
+    vbios_rim = out.vbios_rim_.measurements_available ? &*vbios_entry->rim : nullptr;
+  }
   if (vbios_rim != nullptr)
     out.oemid_ = vbios_rim->firmware_manufacturer_id;
   if (out.oemid_.empty() && driver_rim != nullptr)
@@ -756,7 +867,9 @@ absl::StatusOr<VerifiedGpu> Verifier::Verify(const Report& report, absl::string_
   }
   if (options.policy.require_fwid && !fwid.has_value())
     f.push_back("report has no FWID");
-  ChainStatusAcceptable(out.device_chain_, options.policy, false, f, "device chain");
+  ChainStatusAcceptable(out.device_chain_, effective.policy, false, f, "device chain");
+  if (chain->simulated)
+    return out;  // no RIM chains
   if (!sw && driver_rim != nullptr) {
     ChainStatusAcceptable(out.driver_rim_.cert_chain, options.policy, true, f, "driver RIM chain");
   }
@@ -775,52 +888,129 @@ absl::StatusOr<VerifiedGpu> Verifier::Verify(const DeviceEvidence& evidence, con
   return Verify(report, evidence.certificate_chain, nonce, o);
 }
 
+SetOutcome Verifier::VerifyEach(absl::Span<const DeviceEvidence> gpus,
+                                absl::Span<const DeviceEvidence> switches, const Nonce& nonce,
+                                const VerifyOptions& options) {
+  SetOutcome out;
+  std::optional<Arch> gpu_arch;
+  std::set<uint16_t> modes;
+  for (size_t i = 0; i < gpus.size(); ++i) {
+    absl::StatusOr<VerifiedGpu> v = Verify(gpus[i], nonce, options);
+    if (v.ok() && v->is_switch()) {
+      v = Refused(error_class::kArchMismatch, absl::StrCat("GPU-", i, " is an NVSwitch"));
+    } else if (v.ok() && gpu_arch.has_value() && v->arch() != *gpu_arch) {
+      v = Refused(error_class::kArchMismatch,
+                  absl::StrCat("GPU-", i, " is ", ArchName(v->arch()), ", the first GPU is ",
+                               ArchName(*gpu_arch)));
+    }
+    if (v.ok()) {
+      gpu_arch = gpu_arch.value_or(v->arch());
+      auto flag = FeatureFlag(v->report());
+      if (!flag.ok()) {
+        v = flag.status();
+      } else if (flag->has_value() && **flag <= 1) {
+        modes.insert(**flag);
+      }
+    }
+    out.gpus.push_back(std::move(v));
+  }
+  for (size_t i = 0; i < switches.size(); ++i) {
+    absl::StatusOr<VerifiedGpu> v = Verify(switches[i], nonce, options);
+    if (v.ok() && !v->is_switch()) {
+      v = Refused(error_class::kArchMismatch, absl::StrCat("SWITCH-", i, " is not an NVSwitch"));
+    }
+    out.switches.push_back(std::move(v));
+  }
+  if (modes.size() > 1) {
+    out.topology =
+        Refused(error_class::kTopologyMismatch, "GPUs mix single-GPU and multi-GPU passthrough");
+    return out;
+  }
+  if (switches.empty())
+    return out;
+  std::vector<const Report*> g, sw;
+  for (const auto* list : {&out.gpus, &out.switches}) {
+    for (const auto& v : *list) {
+      if (!v.ok())
+        return out;  // topology is checked over verified reports only
+      (list == &out.gpus ? g : sw).push_back(&v->report());
+    }
+  }
+  out.topology = CheckPpcieTopology(g, sw);
+  return out;
+}
+
 absl::StatusOr<VerifiedSet> Verifier::VerifySet(absl::Span<const DeviceEvidence> gpus,
                                                 absl::Span<const DeviceEvidence> switches,
                                                 const Nonce& nonce, const VerifyOptions& options) {
   if (gpus.empty())
     return absl::InvalidArgumentError("no GPU evidence");
+  SetOutcome each = VerifyEach(gpus, switches, nonce, options);
   VerifiedSet set;
-  std::set<uint16_t> modes;
-  for (size_t i = 0; i < gpus.size(); ++i) {
-    auto v = Verify(gpus[i], nonce, options);
-    if (!v.ok())
-      return core::Annotate(v.status(), absl::StrCat("GPU-", i));
-    if (v->is_switch()) {
-      return Refused(error_class::kArchMismatch, absl::StrCat("GPU-", i, " is an NVSwitch"));
-    }
-    if (!set.gpus_.empty() && v->arch() != set.gpus_[0].arch()) {
-      return Refused(error_class::kArchMismatch,
-                     absl::StrCat("GPU-", i, " is ", ArchName(v->arch()), ", GPU-0 is ",
-                                  ArchName(set.gpus_[0].arch())));
-    }
-    PML_ASSIGN_OR_RETURN(std::optional<uint16_t> flag, FeatureFlag(v->report()));
-    if (flag.has_value() && *flag <= 1)
-      modes.insert(*flag);
-    set.gpus_.push_back(*std::move(v));
+  for (size_t i = 0; i < each.gpus.size(); ++i) {
+    if (!each.gpus[i].ok())
+      return core::Annotate(each.gpus[i].status(), absl::StrCat("GPU-", i));
+    set.gpus_.push_back(*std::move(each.gpus[i]));
   }
-  if (modes.size() > 1) {
-    return Refused(error_class::kTopologyMismatch, "GPUs mix single-GPU and multi-GPU passthrough");
+  for (size_t i = 0; i < each.switches.size(); ++i) {
+    if (!each.switches[i].ok())
+      return core::Annotate(each.switches[i].status(), absl::StrCat("SWITCH-", i));
+    set.switches_.push_back(*std::move(each.switches[i]));
   }
-  for (size_t i = 0; i < switches.size(); ++i) {
-    auto v = Verify(switches[i], nonce, options);
-    if (!v.ok())
-      return core::Annotate(v.status(), absl::StrCat("SWITCH-", i));
-    if (!v->is_switch()) {
-      return Refused(error_class::kArchMismatch, absl::StrCat("SWITCH-", i, " is not an NVSwitch"));
-    }
-    set.switches_.push_back(*std::move(v));
-  }
-  if (!switches.empty()) {
-    std::vector<const Report*> g, s;
-    for (const auto& v : set.gpus_)
-      g.push_back(&v.report());
-    for (const auto& v : set.switches_)
-      s.push_back(&v.report());
-    PML_RETURN_IF_ERROR(CheckPpcieTopology(g, s));
-    set.topology_checked_ = true;
+  if (each.topology.has_value()) {
+    PML_RETURN_IF_ERROR(*each.topology);
+    set.topology_checked_ = !switches.empty();
   }
   return set;
+}
+
+bool SetOutcome::Passed() const {
+  if (gpus.empty() && switches.empty())
+    return false;
+  if (topology.has_value() && !topology->ok())
+    return false;
+  for (const auto* list : {&gpus, &switches}) {
+    for (const auto& v : *list) {
+      if (!v.ok() || !v->Passed())
+        return false;
+    }
+  }
+  return true;
+}
+
+bool SetOutcome::simulated() const {
+  for (const auto* list : {&gpus, &switches}) {
+    for (const auto& v : *list) {
+      if (v.ok() && v->simulated())
+        return true;
+    }
+  }
+  return false;
+}
+
+nlohmann::json SetOutcome::Claims() const {
+  nlohmann::json j;
+  j["x-nvidia-overall-att-result"] = Passed();
+  auto add = [&j](const std::vector<absl::StatusOr<VerifiedGpu>>& list, absl::string_view name) {
+    for (size_t i = 0; i < list.size(); ++i) {
+      nlohmann::json d;
+      if (list[i].ok()) {
+        d = list[i]->Claims();
+      } else {
+        d["x-nvidia-error"] = std::string(list[i].status().message());
+        d["x-nvidia-overall-att-result"] = false;
+      }
+      j[absl::StrCat(name, "-", i)] = std::move(d);
+    }
+  };
+  add(gpus, "GPU");
+  add(switches, "SWITCH");
+  if (topology.has_value()) {
+    j["x-pml-ppcie-topology-check"] = topology->ok();
+    if (!topology->ok())
+      j["x-pml-ppcie-topology-error"] = std::string(topology->message());
+  }
+  return j;
 }
 
 absl::StatusOr<VerifiedGpu> VerifyReport(const Report& report, absl::string_view cert_chain_pem,

@@ -72,9 +72,19 @@ class TrustAnchors {
                                                     absl::string_view rim_root_pem);
   static absl::StatusOr<TrustAnchors> NvidiaFromFiles(absl::string_view device_root_path,
                                                       absl::string_view rim_root_path);
-  // Without the NVIDIA pins: for simulated devices and tests only.
+  // NVIDIA's roots as built into this library (internal/nvidia_roots.h), pin-checked.
+  static TrustAnchors NvidiaDefault();
+  // Without the NVIDIA pins: for tests only.
   static absl::StatusOr<TrustAnchors> UnpinnedFromPem(absl::string_view device_root_pem,
                                                       absl::string_view rim_root_pem);
+
+  // A copy that also trusts lib/tee's simulated GPU root, identified by its pinned key
+  // (simulated.h kSimulatedGpuRootSpkiSha256): a device chain that ends with a self-signed
+  // certificate carrying that key verifies to it, and the result is marked simulated and appraised
+  // against the simulated golden measurements instead of NVIDIA RIMs (no OCSP: nothing revokes a
+  // simulated certificate). UNSAFE outside development and CI: simulated evidence proves nothing.
+  TrustAnchors WithSimulatedRoot() const;
+  bool trusts_simulated() const { return trust_simulated_; }
 
   TrustAnchors(const TrustAnchors& other);
   TrustAnchors& operator=(const TrustAnchors& other);
@@ -88,6 +98,7 @@ class TrustAnchors {
   TrustAnchors() = default;
   crypto::X509Ptr device_root_;
   crypto::X509Ptr rim_root_;
+  bool trust_simulated_ = false;
 };
 
 // Supplies DER OCSP responses. Implementations must be thread-safe.
@@ -102,6 +113,10 @@ class OcspSource {
                                                            absl::Span<const uint8_t> nonce) = 0;
   // True when GetResponse sends `nonce` to a responder (so the verifier passes a fresh one).
   virtual bool SendsNonce() const { return false; }
+  // How long (verification time) a Verifier may remember that this source failed for a
+  // certificate before asking again. Non-zero only for sources that live as long as the Verifier
+  // uses them (failures are cached under the source's address). Default: never cached.
+  virtual absl::Duration FailureTtl() const { return absl::ZeroDuration(); }
 };
 
 // Stored OCSP responses (e.g. fetched earlier, or a Trust Outpost mirror), indexed by the serial
@@ -136,6 +151,9 @@ struct VerifyOptions {
   Policy policy;
 };
 
+// A time as NVIDIA's claims print it ("2026-09-17T00:00:00Z"; infinity as 9999-12-31T23:59:59Z).
+std::string FormatClaimTime(absl::Time t);
+
 // "x-nvidia-gpu-*-cert-chain" claims.
 struct CertChainClaims {
   std::string cert_status = "invalid";  // valid | expired | invalid | revoked
@@ -143,7 +161,7 @@ struct CertChainClaims {
   std::string revocation_reason;        // empty unless revoked
   bool ocsp_nonce_matches = false;
   bool ocsp_response_valid = false;
-  std::string ocsp_source = "none";  // none | source (the source's responses were used)
+  std::string ocsp_source = "none";  // none | source (the source's responses were used) | simulated
   absl::Time expiration_date = absl::InfinitePast();  // earliest notAfter
   std::string detail;                                 // why not valid/good, when it is not
 };
@@ -186,6 +204,9 @@ class VerifiedGpu {
   const std::vector<std::string>& switch_pdis() const { return switch_pdis_; }
   absl::Time verified_at() const { return verified_at_; }
   const Nonce& nonce() const { return report_.nonce; }
+  // The chain ended at the simulated root (TrustAnchors::WithSimulatedRoot): the measurements were
+  // compared with the simulated golden values, and Claims() carries "x-pml-simulated": true.
+  bool simulated() const { return simulated_; }
 
   // Overall verdict under the policy given at verification, and the failed checks (empty when
   // Passed()).
@@ -213,6 +234,7 @@ class VerifiedGpu {
   std::vector<std::string> switch_pdis_;
   std::vector<std::string> failures_;
   absl::Time verified_at_;
+  bool simulated_ = false;
 };
 
 // Verifies one device's report. See the top of this file. kInvalidArgument when options.now is
@@ -231,6 +253,8 @@ class VerifiedSet {
   bool topology_checked() const { return topology_checked_; }
   // AND over every device.
   bool Passed() const;
+  // True when any device is simulated.
+  bool simulated() const;
   // {"x-nvidia-overall-att-result": bool, "GPU-0": {...}, ..., "SWITCH-0": {...}}.
   nlohmann::json Claims() const;
 
@@ -239,6 +263,26 @@ class VerifiedSet {
   std::vector<VerifiedGpu> gpus_;
   std::vector<VerifiedGpu> switches_;
   bool topology_checked_ = false;
+};
+
+// Every device of one attestation verified on its own, for callers that report each device
+// rather than stop at the first refusal (pml-verifier's VerifyGpuEvidence, `pmlctl verify gpu`).
+// A device's error is its own (Verifier::Verify's errors, or ARCH_MISMATCH when it is not the
+// kind or architecture of the rest of the set); the PPCIe topology is checked when switches are
+// given and every device verified.
+struct SetOutcome {
+  std::vector<absl::StatusOr<VerifiedGpu>> gpus;
+  std::vector<absl::StatusOr<VerifiedGpu>> switches;
+  // Set when the topology was checked: OK or TOPOLOGY_MISMATCH (also for GPUs that mix SPT and
+  // MPT feature flags, whether or not switches were given).
+  std::optional<absl::Status> topology;
+  // Every device verified and passed, and the topology (when checked) holds. False for an empty
+  // set.
+  bool Passed() const;
+  bool simulated() const;
+  // As VerifiedSet::Claims; a device that did not verify appears as {"x-nvidia-error": "<CLASS>:
+  // ...", "x-nvidia-overall-att-result": false}.
+  nlohmann::json Claims() const;
 };
 
 // PPCIe topology (spec §8, nvtrust validate_topology.py): 8 GPU and 4 switch reports; each GPU's
@@ -258,8 +302,9 @@ struct OcspEntry;
 // P-384 signature check: verified device chains (SHA-256 of the PEM text), parsed and verified
 // RIMs (SHA-256 of the document; failures too, since they depend only on the bytes and the
 // pinned root), RIM documents by id (refetched after Options::rim_id_ttl), and OCSP results (per
-// certificate, until the response's nextUpdate). Checks that depend on `now` or on the report
-// are redone on every call. Thread-safe (absl::Mutex); sources are called outside the lock.
+// certificate, until the response's nextUpdate; failures for the source's FailureTtl()). Checks
+// that depend on `now` or on the report are redone on every call. Thread-safe (absl::Mutex);
+// sources are called outside the lock.
 class Verifier {
  public:
   struct Options {
@@ -293,6 +338,10 @@ class Verifier {
   absl::StatusOr<VerifiedSet> VerifySet(absl::Span<const DeviceEvidence> gpus,
                                         absl::Span<const DeviceEvidence> switches,
                                         const Nonce& nonce, const VerifyOptions& options);
+  // As VerifySet, but every device gets its own outcome (see SetOutcome). Never fails as a whole.
+  SetOutcome VerifyEach(absl::Span<const DeviceEvidence> gpus,
+                        absl::Span<const DeviceEvidence> switches, const Nonce& nonce,
+                        const VerifyOptions& options);
 
   CacheStats stats() const;
   const TrustAnchors& anchors() const { return anchors_; }

@@ -386,6 +386,20 @@ TEST(CheckPpcieTopologyTest, RejectsTooFewSwitches) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("TOPOLOGY_MISMATCH")));
 }
 
+TEST(TrustAnchorsTest, BuiltInRootsAreTheVectorRoots) {
+  auto files = TrustAnchors::NvidiaFromFiles(
+      tv::GpuVectorsDir() + "/roots/nvidia-device-identity-ca.pem",
+      tv::GpuVectorsDir() + "/roots/nvidia-corim-signing-root-ca.pem");
+  ASSERT_THAT(files, IsOk());
+  const TrustAnchors built_in = TrustAnchors::NvidiaDefault();
+  EXPECT_EQ(X509_cmp(&built_in.device_root(), &files->device_root()), 0);
+  EXPECT_EQ(X509_cmp(&built_in.rim_root(), &files->rim_root()), 0);
+  EXPECT_FALSE(built_in.trusts_simulated());
+  const TrustAnchors with_sim = built_in.WithSimulatedRoot();
+  EXPECT_TRUE(with_sim.trusts_simulated());
+  EXPECT_TRUE(TrustAnchors(with_sim).trusts_simulated());  // copies keep the flag
+}
+
 TEST(TrustAnchorsTest, RejectsAnUnpinnedRoot) {
   // The CoRIM root is not the device root: pinning catches swapped files.
   auto a = TrustAnchors::NvidiaFromFiles(

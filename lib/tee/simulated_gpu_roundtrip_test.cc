@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
@@ -22,6 +23,7 @@
 #include "lib/gpu/evidence.h"
 #include "lib/gpu/report.h"
 #include "lib/gpu/rim.h"
+#include "lib/gpu/simulated.h"
 #include "lib/gpu/verify.h"
 #include "lib/tee/simulated_gpu.h"
 
@@ -52,13 +54,10 @@ gpu::VerifyOptions Options() {
   return o;
 }
 
-// The verifier's anchors with the simulated GPU root (a certificate: gpu::TrustAnchors takes
-// certificates; the key is what kSimulatedGpuRootSpkiSha256Hex pins). The RIM root is irrelevant
-// here (simulated GPUs have no RIMs), so the same certificate stands in.
-gpu::TrustAnchors SimulatedAnchors(const SimulatedGpuPki& pki) {
-  auto a = gpu::TrustAnchors::UnpinnedFromPem(pki.root_cert_pem(), pki.root_cert_pem());
-  PML_CHECK(a.ok());
-  return std::move(a).value();
+// What pml-verifier trusts under --trust-simulated-tee: NVIDIA's built-in roots plus the
+// simulated root, by key.
+gpu::TrustAnchors SimulatedAnchors(const SimulatedGpuPki& /*pki*/) {
+  return gpu::TrustAnchors::NvidiaDefault().WithSimulatedRoot();
 }
 
 // A root with the simulated root's name but another key.
@@ -120,8 +119,14 @@ TEST_F(SimulatedGpuRoundTripTest, VerifiesWithTheSimulatedRootAsAnchor) {
   const auto claims = v->Claims();
   EXPECT_EQ(claims["x-nvidia-gpu-attestation-report-signature-verified"], true);
   EXPECT_EQ(claims["x-nvidia-gpu-attestation-report-nonce-match"], true);
-  // No RIM exists for a simulated GPU: the measurement verdict needs the golden values.
-  EXPECT_FALSE(v->measres());
+  // No NVIDIA RIM exists for a simulated GPU: lib/gpu's simulated golden values stand in, and
+  // every claim set says simulated.
+  EXPECT_TRUE(v->simulated());
+  EXPECT_EQ(claims["x-pml-simulated"], true);
+  EXPECT_TRUE(v->measres()) << absl::StrJoin(v->Failures(), "; ");
+  EXPECT_TRUE(v->Passed()) << absl::StrJoin(v->Failures(), "; ");
+  EXPECT_EQ(v->driver_rim().id, gpu::kSimulatedGoldenRimId);
+  EXPECT_EQ(v->device_chain().ocsp_source, "simulated");
 
   // The collector's arch string and the DeviceEvidence path agree.
   auto arch = gpu::ParseArch(gpu_->ArchName());
@@ -168,6 +173,13 @@ TEST_F(SimulatedGpuRoundTripTest, UntrustedWithoutTheSimulatedRoot) {
   auto r1 = Verify(v1, report_, gpu_->CertChainPem(), TestNonce());
   EXPECT_THAT(r1.status(), StatusIs(absl::StatusCode::kFailedPrecondition, ::testing::_));
   EXPECT_EQ(gpu::ErrorClass(r1.status()), gpu::error_class::kCertChainUntrusted);
+
+  // The built-in NVIDIA anchors without the simulated flag refuse, and say why.
+  gpu::Verifier v0(gpu::TrustAnchors::NvidiaDefault());
+  auto r0 = Verify(v0, report_, gpu_->CertChainPem(), TestNonce());
+  EXPECT_THAT(r0.status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("--trust-simulated-tee")));
+  EXPECT_FALSE(gpu::TrustAnchors::NvidiaDefault().trusts_simulated());
 
   // NVIDIA's pinned roots (the default anchors), when the shared vectors are at hand.
   const char* shared = std::getenv("PML_SHARED_DIR");  // NOLINT(concurrency-mt-unsafe)
@@ -296,6 +308,44 @@ TEST_F(SimulatedGpuRoundTripTest, GoldenValuesMatchUnderTheVerifiersRule) {
   EXPECT_FALSE(match2->success());
   ASSERT_EQ(match2->mismatches.size(), 1u);
   EXPECT_EQ(match2->mismatches[0].index, 9u);
+}
+
+// lib/gpu's stand-in RIM (simulated.h) and lib/tee's golden values are the same numbers.
+TEST_F(SimulatedGpuRoundTripTest, VerifierGoldenRimEqualsTheSimulatorsGoldenValues) {
+  const SimulatedGpuOptions o;
+  const SimulatedGpuGolden golden =
+      SimulatedGpuGoldenMeasurements(o.driver_version, o.vbios_version);
+  const gpu::Rim rim =
+      gpu::SimulatedGoldenRim(gpu::RimKind::kDriver, o.driver_version, o.vbios_version);
+  ASSERT_EQ(rim.measurements.size(), golden.measurements.size());
+  for (size_t i = 0; i < golden.measurements.size(); ++i) {
+    EXPECT_EQ(rim.measurements[i].index, golden.measurements[i].index);
+    ASSERT_EQ(rim.measurements[i].alternatives.size(), 1u);
+    EXPECT_EQ(rim.measurements[i].alternatives[0],
+              std::vector<uint8_t>(golden.measurements[i].value.begin(),
+                                   golden.measurements[i].value.end()));
+  }
+  EXPECT_EQ(gpu::kSimulatedGpuRootSpkiSha256, kSimulatedGpuRootSpkiSha256Hex);
+}
+
+TEST_F(SimulatedGpuRoundTripTest, MeasurementMismatchFailsTheVerdict) {
+  SimulatedGpuOptions o;
+  GpuMeasurements m = DefaultSimulatedGpuMeasurements(o.driver_version, o.vbios_version);
+  m[4] = crypto::Sha384("another firmware");
+  o.measurements = m;
+  auto g = SimulatedGpu::Create(o, pki_);
+  ASSERT_THAT(g.status(), IsOk());
+  auto bytes = (*g)->GetReport(TestNonce());
+  ASSERT_THAT(bytes.status(), IsOk());
+  gpu::Verifier verifier(SimulatedAnchors(*pki_));
+  auto v = Verify(verifier, *bytes, (*g)->CertChainPem(), TestNonce());
+  ASSERT_THAT(v.status(), IsOk());
+  EXPECT_TRUE(v->simulated());
+  EXPECT_FALSE(v->measres());
+  EXPECT_FALSE(v->Passed());
+  ASSERT_EQ(v->measurements().mismatches.size(), 1u);
+  EXPECT_EQ(v->measurements().mismatches[0].index, 4u);
+  EXPECT_EQ(v->Claims()["x-nvidia-mismatch-measurement-records"][0]["index"], 4);
 }
 
 TEST_F(SimulatedGpuRoundTripTest, PpcieReportParsesWithSwitchPdis) {

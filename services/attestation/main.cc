@@ -8,6 +8,8 @@
 
 #include "lib/core/clock.h"
 #include "lib/core/status.h"
+#include "lib/gpu/online.h"
+#include "lib/gpu/verify.h"
 #include "lib/rpc/flags.h"
 #include "lib/rpc/service_main.h"
 #include "lib/tdx/pcs_client.h"
@@ -27,12 +29,15 @@ int main(int argc, char** argv) {
   std::string pcs_url;
   std::string pcs_root_ca_crl_url(pml::tdx::kIntelRootCaCrlUrl);
   bool offline = false;
+  std::string rim_cache_dir;
+  std::string rim_service_url(pml::gpu::kNvidiaRimServiceUrl);
+  std::string ocsp_url(pml::gpu::kNvidiaOcspUrl);
   pml::rpc::AddServerFlags(app, flags);
   pml::rpc::AddReadyFileFlag(app, ready_file);
   app.add_flag("--trust-simulated-tee", trust_simulated_tee,
-               "UNSAFE for production: also trust the simulated TDX root of lib/tee; every result "
-               "verified through it says simulated (default: off, simulated quotes fail as "
-               "untrusted)");
+               "UNSAFE for production: also trust the simulated TDX and GPU roots of lib/tee; "
+               "every result verified through them says simulated (default: off, simulated "
+               "evidence fails as untrusted)");
   app.add_option("--collateral-cache-dir", cache_dir,
                  "directory caching Intel collateral per FMSPC (created 0700; default: none)");
   app.add_option("--pcs-url", pcs_url,
@@ -44,8 +49,18 @@ int main(int argc, char** argv) {
                  "certification/v4/rootcacrl (PCCS)")
       ->capture_default_str();
   app.add_flag("--offline", offline,
-               "verifications never use the network: collateral comes from the request or the "
-               "cache (RefreshCollateral may still fetch from --pcs-url; default: off)");
+               "verifications never use the network: collateral, RIMs and OCSP responses come "
+               "from the request or the caches (RefreshCollateral may still fetch from "
+               "--pcs-url; default: off)");
+  app.add_option("--rim-cache-dir", rim_cache_dir,
+                 "directory of NVIDIA RIMs (<id>.xml or RIM-service <id>.json, NVAT's --rim-dir "
+                 "layout); RIMs fetched from the RIM service are stored here (created 0700; "
+                 "default: none)");
+  app.add_option("--rim-service-url", rim_service_url,
+                 "NVIDIA RIM service base URL (or a mirror); the RIM id is appended")
+      ->capture_default_str();
+  app.add_option("--ocsp-url", ocsp_url, "NVIDIA OCSP responder URL (or a mirror)")
+      ->capture_default_str();
   app.set_version_flag("--version", pml::rpc::Version());
   CLI11_PARSE(app, argc, argv);
 
@@ -76,8 +91,19 @@ int main(int argc, char** argv) {
         PML_ASSIGN_OR_RETURN(
             std::unique_ptr<VerifierCore> core,
             VerifierCore::Create(std::move(core_options), clock, &metrics.registry()));
+        GpuCoreOptions gpu_options;
+        gpu_options.anchors = trust_simulated_tee
+                                  ? pml::gpu::TrustAnchors::NvidiaDefault().WithSimulatedRoot()
+                                  : pml::gpu::TrustAnchors::NvidiaDefault();
+        gpu_options.rim_cache_dir = rim_cache_dir;
+        gpu_options.offline = offline;
+        gpu_options.rim_service_url = rim_service_url;
+        gpu_options.ocsp_url = ocsp_url;
+        PML_ASSIGN_OR_RETURN(std::unique_ptr<GpuCore> gpu,
+                             GpuCore::Create(std::move(gpu_options), clock, &metrics.registry()));
         pml::rpc::ServiceSet set;
-        auto attestation = std::make_shared<AttestationService>(env, std::move(core));
+        auto attestation =
+            std::make_shared<AttestationService>(env, std::move(core), std::move(gpu));
         set.registered.push_back({attestation.get(), v1::Attestation::service_full_name()});
         set.owned.push_back(attestation);
         return set;

@@ -8,7 +8,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "lib/core/hex.h"
+#include "lib/core/status.h"
 #include "lib/crypto/hash.h"
+#include "lib/gpu/errors.h"
+#include "lib/gpu/report.h"
 
 namespace pml::attestation {
 namespace {
@@ -361,6 +364,184 @@ void RefreshResultToProto(const RefreshResult& r, v1::RefreshCollateralResponse*
     p->set_key(f.key);
     p->set_reason(f.reason);
   }
+}
+
+// ---- GPU evidence
+
+namespace {
+
+std::optional<gpu::Arch> ArchFromProto(common::v1::GpuArch a) {
+  switch (a) {
+    case common::v1::GPU_ARCH_HOPPER:
+      return gpu::Arch::kHopper;
+    case common::v1::GPU_ARCH_BLACKWELL:
+      return gpu::Arch::kBlackwell;
+    case common::v1::GPU_ARCH_LS10:
+      return gpu::Arch::kLs10;
+    default:
+      return std::nullopt;
+  }
+}
+
+common::v1::GpuArch ArchToProto(gpu::Arch a) {
+  switch (a) {
+    case gpu::Arch::kHopper:
+      return common::v1::GPU_ARCH_HOPPER;
+    case gpu::Arch::kBlackwell:
+      return common::v1::GPU_ARCH_BLACKWELL;
+    case gpu::Arch::kLs10:
+      return common::v1::GPU_ARCH_LS10;
+  }
+  return common::v1::GPU_ARCH_UNSPECIFIED;
+}
+
+void ChainClaimsToProto(const gpu::CertChainClaims& c, v1::CertChainClaims* out) {
+  out->set_cert_expiration_date(gpu::FormatClaimTime(c.expiration_date));
+  out->set_cert_status(c.cert_status);
+  out->set_cert_ocsp_status(c.ocsp_status);
+  out->set_cert_revocation_reason(c.revocation_reason);
+  out->set_cert_ocsp_nonce_matches(c.ocsp_nonce_matches);
+  out->set_cert_ocsp_response_valid(c.ocsp_response_valid);
+}
+
+void VerifiedGpuToProto(const gpu::VerifiedGpu& g, v1::GpuClaims* out) {
+  out->set_arch(ArchToProto(g.arch()));
+  out->set_measres(g.measres() ? "success" : "fail");
+  if (g.measres()) {
+    out->set_secboot(true);
+    out->set_dbgstat("disabled");
+  }
+  out->set_eat_nonce(core::HexEncode(g.nonce()));
+  out->set_hwmodel(g.hwmodel());
+  out->set_ueid(g.ueid());
+  out->set_oemid(g.oemid());
+  for (const auto& m : g.measurements().mismatches) {
+    v1::MismatchMeasurementRecord* r = out->add_mismatch_measurement_records();
+    r->set_index(m.index);
+    r->set_golden_size(static_cast<uint32_t>(m.golden_size));
+    r->set_golden_value(core::ToString(m.golden_value));
+    r->set_runtime_size(static_cast<uint32_t>(m.runtime_size));
+    r->set_runtime_value(core::ToString(m.runtime_value));
+    r->set_measurement_source(m.source == gpu::RimKind::kDriver ? "driver" : "vbios");
+  }
+  out->set_gpu_arch_check(true);
+  out->set_gpu_driver_version(g.driver_version());
+  out->set_gpu_vbios_version(g.vbios_version());
+  for (const auto& pdi : g.switch_pdis())
+    out->add_gpu_switch_pdis(pdi);
+  ChainClaimsToProto(g.device_chain(), out->mutable_gpu_attestation_report_cert_chain());
+  out->set_gpu_attestation_report_cert_chain_fwid_match(true);
+  out->set_gpu_attestation_report_parsed(true);
+  out->set_gpu_attestation_report_nonce_match(true);
+  out->set_gpu_attestation_report_signature_verified(true);
+  if (!g.is_switch()) {
+    const gpu::RimClaims& d = g.driver_rim();
+    out->set_gpu_driver_rim_fetched(d.fetched);
+    ChainClaimsToProto(d.cert_chain, out->mutable_gpu_driver_rim_cert_chain());
+    out->set_gpu_driver_rim_signature_verified(d.signature_verified);
+    out->set_gpu_driver_rim_version_match(d.version_match);
+    out->set_gpu_driver_rim_measurements_available(d.measurements_available);
+  }
+  const gpu::RimClaims& v = g.vbios_rim();
+  out->set_gpu_vbios_rim_fetched(v.fetched);
+  ChainClaimsToProto(v.cert_chain, out->mutable_gpu_vbios_rim_cert_chain());
+  out->set_gpu_vbios_rim_signature_verified(v.signature_verified);
+  out->set_gpu_vbios_rim_version_match(v.version_match);
+  out->set_gpu_vbios_rim_measurements_available(v.measurements_available);
+  out->set_gpu_vbios_index_no_conflict(g.measurements().index_no_conflict);
+  out->set_passed(g.Passed());
+  for (const auto& f : g.Failures())
+    out->add_failed_checks(f);
+  auto ppcie = gpu::ProtectedPcieStatus(g.report());
+  out->set_ppcie_enabled(ppcie.ok() && ppcie->has_value() && **ppcie == 0xAA);
+  out->set_simulated(g.simulated());
+}
+
+// The claims of the checks a refused device passed before the one that refused it.
+void RefusedGpuToProto(const absl::Status& error, const GpuDeviceInput& in, v1::GpuClaims* out) {
+  const std::string cls = gpu::ErrorClass(error);
+  out->set_measres("fail");
+  out->set_gpu_attestation_report_parsed(true);
+  if (in.arch.has_value())
+    out->set_arch(ArchToProto(*in.arch));
+  // Checks run in this order; each class says how far verification got.
+  static constexpr absl::string_view kOrder[] = {
+      gpu::error_class::kCertChainUntrusted, gpu::error_class::kArchMismatch,
+      gpu::error_class::kInvalidReportSignature, gpu::error_class::kNonceMismatch,
+      gpu::error_class::kFwidMismatch};
+  size_t stage = 0;
+  while (stage < std::size(kOrder) && kOrder[stage] != cls)
+    ++stage;
+  const bool chain_ok = stage >= 1 && stage < std::size(kOrder);
+  out->mutable_gpu_attestation_report_cert_chain()->set_cert_status(chain_ok ? "valid" : "invalid");
+  out->mutable_gpu_attestation_report_cert_chain()->set_cert_ocsp_status("unknown");
+  out->set_gpu_arch_check(stage >= 2 && stage < std::size(kOrder));
+  out->set_gpu_attestation_report_signature_verified(stage >= 3 && stage < std::size(kOrder));
+  out->set_gpu_attestation_report_nonce_match(stage >= 4 && stage < std::size(kOrder));
+  out->set_gpu_attestation_report_cert_chain_fwid_match(false);
+  out->set_passed(false);
+  out->add_failed_checks(std::string(error.message()).substr(0, 512));
+}
+
+}  // namespace
+
+absl::StatusOr<GpuVerifyInput> GpuVerifyInputFromProto(const v1::VerifyGpuEvidenceRequest& req) {
+  GpuVerifyInput in;
+  if (req.expected_nonce().size() != gpu::kNonceSize) {
+    return absl::InvalidArgumentError(absl::StrCat("expected_nonce: ", req.expected_nonce().size(),
+                                                   " bytes, want ", gpu::kNonceSize));
+  }
+  std::copy(req.expected_nonce().begin(), req.expected_nonce().end(), in.nonce.begin());
+  for (int i = 0; i < req.evidence_size(); ++i) {
+    const common::v1::GpuEvidence& e = req.evidence(i);
+    GpuDeviceInput d;
+    d.index = e.index();
+    d.uuid = e.uuid().substr(0, 128);
+    d.arch = ArchFromProto(e.arch());
+    d.is_switch = e.device_kind() == common::v1::GPU_DEVICE_KIND_NVSWITCH;
+    if (d.arch.has_value() && gpu::IsSwitch(*d.arch) != d.is_switch &&
+        e.device_kind() != common::v1::GPU_DEVICE_KIND_UNSPECIFIED) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("evidence[", i, "].arch: ", common::v1::GpuArch_Name(e.arch()),
+                       " with device_kind ", common::v1::GpuDeviceKind_Name(e.device_kind())));
+    }
+    if (e.device_kind() == common::v1::GPU_DEVICE_KIND_UNSPECIFIED && d.arch.has_value())
+      d.is_switch = gpu::IsSwitch(*d.arch);
+    d.report.assign(e.spdm_report().begin(), e.spdm_report().end());
+    d.certificate_chain = e.certificate_chain();
+    in.devices.push_back(std::move(d));
+  }
+  for (int i = 0; i < req.rims_size(); ++i)
+    in.rims.push_back({req.rims(i).rim_id(), req.rims(i).content()});
+  for (int i = 0; i < req.ocsp_responses_size(); ++i) {
+    in.ocsp_responses.emplace_back(req.ocsp_responses(i).begin(), req.ocsp_responses(i).end());
+  }
+  if (req.has_verification_time()) {
+    PML_ASSIGN_OR_RETURN(in.at, TimeFromProto(req.verification_time(), "verification_time"));
+  }
+  in.offline = req.offline();
+  return in;
+}
+
+void GpuVerificationToProto(const GpuVerification& v, v1::VerifyGpuEvidenceResponse* out) {
+  out->set_overall_att_result(v.overall);
+  for (const GpuDeviceOutcome& d : v.devices) {
+    v1::GpuClaims* c = out->add_devices();
+    c->set_index(d.input->index);
+    c->set_uuid(d.input->uuid);
+    c->set_device_kind(d.input->is_switch ? common::v1::GPU_DEVICE_KIND_NVSWITCH
+                                          : common::v1::GPU_DEVICE_KIND_GPU);
+    if (d.result.ok()) {
+      VerifiedGpuToProto(*d.result, c);
+    } else {
+      RefusedGpuToProto(d.result.status(), *d.input, c);
+    }
+  }
+  out->set_claims_json(v.claims_json);
+  if (v.topology.has_value())
+    out->set_ppcie_topology_check_passed(v.topology->ok());
+  out->set_simulated(v.simulated);
+  TimeToProto(v.verification_time, out->mutable_verification_time());
 }
 
 }  // namespace pml::attestation

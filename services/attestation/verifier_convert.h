@@ -10,6 +10,7 @@
 #include "lib/tdx/collateral.h"
 #include "lib/tdx/tcb_info.h"
 #include "pml/attestation/v1/attestation.pb.h"
+#include "services/attestation/gpu_core.h"
 #include "services/attestation/verifier_core.h"
 
 namespace pml::attestation {
@@ -47,5 +48,16 @@ void CachedCollateralToProto(const CachedCollateral& e, v1::CollateralCacheEntry
 absl::StatusOr<RefreshInput> RefreshInputFromProto(const v1::RefreshCollateralRequest& req,
                                                    bool* intel);
 void RefreshResultToProto(const RefreshResult& r, v1::RefreshCollateralResponse* out);
+
+// VerifyGpuEvidenceRequest → GPU core input. kInvalidArgument naming `expected_nonce` (not 32
+// bytes), `evidence[i].arch` / `.device_kind` (inconsistent: LS10 is a switch architecture) or
+// `verification_time`. Reports and chains are parsed by the core.
+absl::StatusOr<GpuVerifyInput> GpuVerifyInputFromProto(const v1::VerifyGpuEvidenceRequest& req);
+
+// The per-device claims (NVIDIA's names), the overall verdict, the topology check and the NVAT
+// JSON. A device that did not verify gets passed = false, its error class in failed_checks and
+// the claims of the checks it did pass (the verifier's order: chain, architecture, signature,
+// nonce, FWID).
+void GpuVerificationToProto(const GpuVerification& v, v1::VerifyGpuEvidenceResponse* out);
 
 }  // namespace pml::attestation

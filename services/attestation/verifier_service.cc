@@ -14,6 +14,7 @@ constexpr char kVerifyTdxQuote[] = "/pml.attestation.v1.Attestation/VerifyTdxQuo
 constexpr char kGetCollateralCacheStatus[] =
     "/pml.attestation.v1.Attestation/GetCollateralCacheStatus";
 constexpr char kRefreshCollateral[] = "/pml.attestation.v1.Attestation/RefreshCollateral";
+constexpr char kVerifyGpuEvidence[] = "/pml.attestation.v1.Attestation/VerifyGpuEvidence";
 }  // namespace
 
 rpc::RoleTable VerifierRoleTable() {
@@ -76,6 +77,20 @@ grpc::ServerUnaryReactor* AttestationService::RefreshCollateral(
         RefreshResultToProto(r, resp);
         return absl::OkStatus();
       });
+}
+
+grpc::ServerUnaryReactor* AttestationService::VerifyGpuEvidence(
+    grpc::CallbackServerContext* ctx, const v1::VerifyGpuEvidenceRequest* req,
+    v1::VerifyGpuEvidenceResponse* resp) {
+  return rpc::RunUnary(ctx, kVerifyGpuEvidence, env_,
+                       [this, req, resp](const auto&) -> absl::Status {
+                         PML_ASSIGN_OR_RETURN(GpuVerifyInput input, GpuVerifyInputFromProto(*req));
+                         PML_ASSIGN_OR_RETURN(GpuVerification v, gpu_->Verify(input));
+                         SPDLOG_DEBUG("gpu_evidence_verified devices={} overall={} simulated={}",
+                                      v.devices.size(), v.overall, v.simulated);
+                         GpuVerificationToProto(v, resp);
+                         return absl::OkStatus();
+                       });
 }
 
 }  // namespace pml::attestation

@@ -2,13 +2,14 @@
 // pml-verifier's gRPC surface: thin handlers that convert protos and call the service core
 // (STYLE.md §1). Methods whose behaviour lands in a later issue answer UNIMPLEMENTED naming it.
 
-#include <grpcpp/grpcpp.h>
-
 #include <memory>
+
+#include <grpcpp/grpcpp.h>
 
 #include "lib/rpc/authz.h"
 #include "lib/rpc/unary.h"
 #include "pml/attestation/v1/attestation.grpc.pb.h"
+#include "services/attestation/gpu_core.h"
 #include "services/attestation/verifier_core.h"
 
 namespace pml::attestation {
@@ -19,9 +20,11 @@ rpc::RoleTable VerifierRoleTable();
 
 class AttestationService final : public pml::attestation::v1::Attestation::CallbackService {
  public:
-  // `core` does the TDX work; handlers run it on env's executor (RunUnary).
-  AttestationService(const rpc::ServiceEnv& env, std::unique_ptr<VerifierCore> core)
-      : env_(env), core_(std::move(core)) {}
+  // `core` does the TDX work, `gpu` the GPU work; handlers run them on env's executor
+  // (RunUnary).
+  AttestationService(const rpc::ServiceEnv& env, std::unique_ptr<VerifierCore> core,
+                     std::unique_ptr<GpuCore> gpu)
+      : env_(env), core_(std::move(core)), gpu_(std::move(gpu)) {}
 
   // A quote that parses but fails verification is OK with verified=false and Intel's class;
   // INVALID_ARGUMENT names the unusable field; FAILED_PRECONDITION / UNAVAILABLE when collateral
@@ -36,17 +39,29 @@ class AttestationService final : public pml::attestation::v1::Attestation::Callb
   grpc::ServerUnaryReactor* RefreshCollateral(grpc::CallbackServerContext* ctx,
                                               const v1::RefreshCollateralRequest* req,
                                               v1::RefreshCollateralResponse* resp) override;
-  PML_UNIMPLEMENTED_UNARY("pml.attestation.v1.Attestation", v1, VerifyGpuEvidence, "GPU evidence verification lands with issue 4 (lib/gpu)")
-  PML_UNIMPLEMENTED_UNARY("pml.attestation.v1.Attestation", v1, Appraise, "appraisal lands with issue 5 (policies and tokens)")
-  PML_UNIMPLEMENTED_UNARY("pml.attestation.v1.Attestation", v1, PutPolicy, "policies land with issue 5")
-  PML_UNIMPLEMENTED_UNARY("pml.attestation.v1.Attestation", v1, GetPolicy, "policies land with issue 5")
-  PML_UNIMPLEMENTED_UNARY("pml.attestation.v1.Attestation", v1, ListPolicies, "policies land with issue 5")
-  PML_UNIMPLEMENTED_UNARY("pml.attestation.v1.Attestation", v1, DeletePolicy, "policies land with issue 5")
-  PML_UNIMPLEMENTED_UNARY("pml.attestation.v1.Attestation", v1, GetJwks, "token signing keys land with issue 5")
-  PML_UNIMPLEMENTED_UNARY("pml.attestation.v1.Attestation", v1, RotateSigningKey, "token signing keys land with issue 5")
+  // A device that fails a check is OK with passed=false and its class; INVALID_ARGUMENT names an
+  // unusable field (gpu_core.h).
+  grpc::ServerUnaryReactor* VerifyGpuEvidence(grpc::CallbackServerContext* ctx,
+                                              const v1::VerifyGpuEvidenceRequest* req,
+                                              v1::VerifyGpuEvidenceResponse* resp) override;
+  PML_UNIMPLEMENTED_UNARY("pml.attestation.v1.Attestation", v1, Appraise,
+                          "appraisal lands with issue 5 (policies and tokens)")
+  PML_UNIMPLEMENTED_UNARY("pml.attestation.v1.Attestation", v1, PutPolicy,
+                          "policies land with issue 5")
+  PML_UNIMPLEMENTED_UNARY("pml.attestation.v1.Attestation", v1, GetPolicy,
+                          "policies land with issue 5")
+  PML_UNIMPLEMENTED_UNARY("pml.attestation.v1.Attestation", v1, ListPolicies,
+                          "policies land with issue 5")
+  PML_UNIMPLEMENTED_UNARY("pml.attestation.v1.Attestation", v1, DeletePolicy,
+                          "policies land with issue 5")
+  PML_UNIMPLEMENTED_UNARY("pml.attestation.v1.Attestation", v1, GetJwks,
+                          "token signing keys land with issue 5")
+  PML_UNIMPLEMENTED_UNARY("pml.attestation.v1.Attestation", v1, RotateSigningKey,
+                          "token signing keys land with issue 5")
  private:
   rpc::ServiceEnv env_;
   std::unique_ptr<VerifierCore> core_;
+  std::unique_ptr<GpuCore> gpu_;
 };
 
 }  // namespace pml::attestation
