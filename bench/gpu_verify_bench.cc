@@ -8,7 +8,8 @@
 // Target: warm >= 60% of the bound. The device chain is synthetic (shaped like NVIDIA's, with
 // OCSP responses for certs [1..3]) and re-signs the real Azure H100 NVL report, because NVIDIA's
 // OCSP responses are not in the vectors; the RIMs are the vector's real ones (their chains' OCSP
-// lookups find nothing and are repeated on every call: failures are not cached).
+// lookups find no stored response: a map miss on every call, as a stored-response source's
+// misses are not remembered).
 //
 //   pml-bench-gpu-verify [--seconds S] [--json]
 #include <time.h>
