@@ -152,6 +152,45 @@ def metric_value(body, name, labels):
     return total if found else None
 
 
+GPU_VECTORS = os.path.join(SHARED, "vectors", "gpu")
+GPU_EXPECTATIONS = os.path.join(ROOT, "lib", "gpu", "testdata", "vector_expectations.json")
+
+
+def gpu_case(dir_name, case_name):
+    """An entry of lib/gpu/testdata/vector_expectations.json (transcribed PROVENANCE.md)."""
+    with open(GPU_EXPECTATIONS) as f:
+        for c in json.load(f)["cases"]:
+            if c["dir"] == dir_name and c["name"] == case_name:
+                return c
+    raise AssertionError(f"no GPU expectation {dir_name}/{case_name}")
+
+
+def gpu_request(dir_name, case_name):
+    c = gpu_case(dir_name, case_name)
+    d = os.path.join(GPU_VECTORS, dir_name)
+    if "report" in c:
+        report = read(os.path.join(d, c["report"]))
+    else:
+        report = bytes.fromhex("".join(read(os.path.join(d, c["report_hex"])).decode().split()))
+    nonce = c.get("nonce") or read(os.path.join(d, c["nonce_file"])).decode().strip()
+    req = att.VerifyGpuEvidenceRequest(expected_nonce=bytes.fromhex(nonce), offline=True)
+    ev = req.evidence.add(index=0, uuid="GPU-test", spdm_report=report,
+                          certificate_chain=read(os.path.join(d, c["chain"])))
+    ev.device_kind = 1  # GPU_DEVICE_KIND_GPU
+    if "rim_dir" in c:
+        rim_dir = os.path.join(d, c["rim_dir"])
+        for f in sorted(os.listdir(rim_dir)):
+            if f.endswith(".xml"):
+                req.rims.add(rim_id=f[:-4], content=read(os.path.join(rim_dir, f)))
+    for rim_id, f in c.get("rims", {}).items():
+        req.rims.add(rim_id=rim_id, content=read(os.path.join(d, f)))
+    import datetime
+    now = datetime.datetime.strptime(c["now"], "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=datetime.timezone.utc)
+    req.verification_time.seconds = int(now.timestamp())
+    return c, req
+
+
 class VerifierTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -214,6 +253,45 @@ class VerifierTest(unittest.TestCase):
                                         got.error_class == "COLLATERAL_NOT_YET_VALID", name)
                         self.assertEqual(got.tcb_status, TCB_ENUM[exp["expected"]["status"]],
                                          name)
+
+    def test_gpu_evidence_over_grpc(self):
+        c, req = gpu_request("h100nvl-595.71.05-azure-nras", "full")
+        with channel(self.stack, self.svc, role="viewer") as ch:
+            r = call(ch, "VerifyGpuEvidence", req, att.VerifyGpuEvidenceResponse)
+        self.assertEqual(len(r.devices), 1)
+        d = r.devices[0]
+        self.assertEqual(d.measres, "success" if c["expect"]["measres"] else "fail")
+        self.assertEqual(d.gpu_driver_version, c["expect"]["driver_version"])
+        self.assertEqual(d.gpu_vbios_version, c["expect"]["vbios_version"])
+        self.assertEqual(d.ueid, c["expect"]["ueid"])
+        self.assertTrue(d.gpu_attestation_report_signature_verified)
+        self.assertTrue(d.gpu_driver_rim_signature_verified)
+        # Offline without OCSP responses: NVIDIA's default policy cannot pass, and says why.
+        self.assertFalse(r.overall_att_result)
+        self.assertTrue(any("ocsp" in f for f in d.failed_checks), list(d.failed_checks))
+        self.assertFalse(r.simulated)
+        claims = json.loads(r.claims_json)
+        self.assertEqual(claims["GPU-0"]["x-nvidia-gpu-driver-version"],
+                         c["expect"]["driver_version"])
+
+    def test_gpu_refusal_is_a_result_and_garbage_is_invalid_argument(self):
+        c, req = gpu_request("negative/bad-report-signature", "gpu")
+        with channel(self.stack, self.svc) as ch:
+            r = call(ch, "VerifyGpuEvidence", req, att.VerifyGpuEvidenceResponse)
+            self.assertFalse(r.overall_att_result)
+            self.assertFalse(r.devices[0].passed)
+            self.assertFalse(r.devices[0].gpu_attestation_report_signature_verified)
+            self.assertIn(c["expect"]["error_class"], r.devices[0].failed_checks[0])
+            req.evidence[0].spdm_report = b"\x11\xe0" * 20
+            with self.assertRaises(grpc.RpcError) as e:
+                call(ch, "VerifyGpuEvidence", req, att.VerifyGpuEvidenceResponse)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+            self.assertIn("evidence[0].spdm_report", e.exception.details())
+        with channel(self.stack, self.svc, role="vmm") as ch:
+            with self.assertRaises(grpc.RpcError) as e:
+                call(ch, "VerifyGpuEvidence", req, att.VerifyGpuEvidenceResponse)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+        self.assert_serving()
 
     def test_result_carries_parsed_fields_and_collateral_window(self):
         exp = expected(MAIN_VECTOR)
