@@ -1,5 +1,7 @@
 // pml-verifier: see --help.
 
+#include <algorithm>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -7,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "lib/core/clock.h"
+#include "lib/core/file.h"
 #include "lib/core/status.h"
 #include "lib/gpu/online.h"
 #include "lib/gpu/verify.h"
@@ -32,6 +35,9 @@ int main(int argc, char** argv) {
   std::string rim_cache_dir;
   std::string rim_service_url(pml::gpu::kNvidiaRimServiceUrl);
   std::string ocsp_url(pml::gpu::kNvidiaOcspUrl);
+  std::string state_dir;
+  int64_t token_ttl_seconds = 600;
+  int64_t max_token_ttl_seconds = 86400;
   pml::rpc::AddServerFlags(app, flags);
   pml::rpc::AddReadyFileFlag(app, ready_file);
   app.add_flag("--trust-simulated-tee", trust_simulated_tee,
@@ -61,6 +67,19 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--ocsp-url", ocsp_url, "NVIDIA OCSP responder URL (or a mirror)")
       ->capture_default_str();
+  app.add_option("--state-dir", state_dir,
+                 "directory for the policy database (policies.db, SQLite) and the token signing "
+                 "keys (token-keys/, 0600 files); created 0700. Without it, Appraise, policies "
+                 "and token keys answer FAILED_PRECONDITION (default: none)");
+  app.add_option("--token-ttl", token_ttl_seconds,
+                 "lifetime of attestation tokens, seconds, when a request does not ask for one")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{7} * 86400));
+  app.add_option("--max-token-ttl", max_token_ttl_seconds,
+                 "the longest token lifetime a request may ask for, seconds; retired signing keys "
+                 "stay in the JWKS this long")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{30} * 86400));
   app.set_version_flag("--version", pml::rpc::Version());
   CLI11_PARSE(app, argc, argv);
 
@@ -101,9 +120,29 @@ int main(int argc, char** argv) {
         gpu_options.ocsp_url = ocsp_url;
         PML_ASSIGN_OR_RETURN(std::unique_ptr<GpuCore> gpu,
                              GpuCore::Create(std::move(gpu_options), clock, &metrics.registry()));
+        AttestationService::Parts parts;
+        parts.tdx = std::move(core);
+        parts.gpu = std::move(gpu);
+        if (!state_dir.empty()) {
+          PML_RETURN_IF_ERROR(pml::core::MakeDirs(state_dir, 0700));
+          PML_ASSIGN_OR_RETURN(parts.policies, PolicyStore::Open(state_dir + "/policies.db"));
+          PML_ASSIGN_OR_RETURN(parts.keys,
+                               SigningKeyStore::Open(state_dir + "/token-keys", clock.Now()));
+          AppraiserOptions ao;
+          ao.build = pml::rpc::Version();
+          ao.default_token_ttl = absl::Seconds(std::min(token_ttl_seconds, max_token_ttl_seconds));
+          ao.max_token_ttl = absl::Seconds(max_token_ttl_seconds);
+          parts.appraiser =
+              std::make_unique<Appraiser>(*parts.tdx, *parts.gpu, parts.policies.get(), *parts.keys,
+                                          clock, std::move(ao), &metrics.registry());
+          SPDLOG_INFO("verifier_state dir={:?} signing_kid={}", state_dir,
+                      parts.keys->CurrentKid());
+        } else {
+          SPDLOG_WARN("verifier_state dir=none note={:?}",
+                      "no --state-dir: Appraise, policies and token keys are unavailable");
+        }
         pml::rpc::ServiceSet set;
-        auto attestation =
-            std::make_shared<AttestationService>(env, std::move(core), std::move(gpu));
+        auto attestation = std::make_shared<AttestationService>(env, std::move(parts), clock);
         set.registered.push_back({attestation.get(), v1::Attestation::service_full_name()});
         set.owned.push_back(attestation);
         return set;

@@ -115,6 +115,10 @@ EventLogReplayResult Replay(absl::string_view json, const tdx::Quote& quote) {
     }
   }
   out.event_count = log->entries.size();
+  for (const auto& e : log->entries) {
+    if (e.imr < 4)
+      ++out.events_per_rtmr[e.imr];
+  }
   out.app_info = AppInfoFromLog(*log);
   return out;
 }

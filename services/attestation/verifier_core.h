@@ -91,6 +91,9 @@ struct EventLogReplayResult {
   std::array<tdx::Bytes48, 4> replayed{};
   std::vector<uint32_t> mismatched;
   size_t event_count = 0;
+  // Events per RTMR. A log may omit the boot events of RTMR0-2 (a simulated TD has none; the
+  // quote's values are then all there is), never those of RTMR3.
+  std::array<size_t, 4> events_per_rtmr{};
   LogAppInfo app_info;
   // Why the log could not be replayed (then the rest is empty).
   std::string error;

@@ -6,10 +6,14 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "lib/core/clock.h"
 #include "lib/rpc/authz.h"
 #include "lib/rpc/unary.h"
 #include "pml/attestation/v1/attestation.grpc.pb.h"
+#include "services/attestation/appraiser.h"
 #include "services/attestation/gpu_core.h"
+#include "services/attestation/policy_store.h"
+#include "services/attestation/signing_keys.h"
 #include "services/attestation/verifier_core.h"
 
 namespace pml::attestation {
@@ -20,11 +24,18 @@ rpc::RoleTable VerifierRoleTable();
 
 class AttestationService final : public pml::attestation::v1::Attestation::CallbackService {
  public:
-  // `core` does the TDX work, `gpu` the GPU work; handlers run them on env's executor
-  // (RunUnary).
-  AttestationService(const rpc::ServiceEnv& env, std::unique_ptr<VerifierCore> core,
-                     std::unique_ptr<GpuCore> gpu)
-      : env_(env), core_(std::move(core)), gpu_(std::move(gpu)) {}
+  // Everything the handlers use; the service owns it. `policies`, `keys` and `appraiser` may be
+  // null (a verifier without --state-dir): their RPCs then answer FAILED_PRECONDITION.
+  struct Parts {
+    std::unique_ptr<VerifierCore> tdx;
+    std::unique_ptr<GpuCore> gpu;
+    std::unique_ptr<PolicyStore> policies;
+    std::unique_ptr<SigningKeyStore> keys;
+    std::unique_ptr<Appraiser> appraiser;
+  };
+  // Handlers run on env's executor (RunUnary).
+  AttestationService(const rpc::ServiceEnv& env, Parts parts, const core::Clock& clock);
+  ~AttestationService() override;
 
   // A quote that parses but fails verification is OK with verified=false and Intel's class;
   // INVALID_ARGUMENT names the unusable field; FAILED_PRECONDITION / UNAVAILABLE when collateral
@@ -44,24 +55,36 @@ class AttestationService final : public pml::attestation::v1::Attestation::Callb
   grpc::ServerUnaryReactor* VerifyGpuEvidence(grpc::CallbackServerContext* ctx,
                                               const v1::VerifyGpuEvidenceRequest* req,
                                               v1::VerifyGpuEvidenceResponse* resp) override;
-  PML_UNIMPLEMENTED_UNARY("pml.attestation.v1.Attestation", v1, Appraise,
-                          "appraisal lands with issue 5 (policies and tokens)")
-  PML_UNIMPLEMENTED_UNARY("pml.attestation.v1.Attestation", v1, PutPolicy,
-                          "policies land with issue 5")
-  PML_UNIMPLEMENTED_UNARY("pml.attestation.v1.Attestation", v1, GetPolicy,
-                          "policies land with issue 5")
-  PML_UNIMPLEMENTED_UNARY("pml.attestation.v1.Attestation", v1, ListPolicies,
-                          "policies land with issue 5")
-  PML_UNIMPLEMENTED_UNARY("pml.attestation.v1.Attestation", v1, DeletePolicy,
-                          "policies land with issue 5")
-  PML_UNIMPLEMENTED_UNARY("pml.attestation.v1.Attestation", v1, GetJwks,
-                          "token signing keys land with issue 5")
-  PML_UNIMPLEMENTED_UNARY("pml.attestation.v1.Attestation", v1, RotateSigningKey,
-                          "token signing keys land with issue 5")
+  // A refusal is a result (allowed = false with the named checks); errors: appraiser.h.
+  grpc::ServerUnaryReactor* Appraise(grpc::CallbackServerContext* ctx,
+                                     const v1::AppraiseRequest* req,
+                                     v1::AppraiseResponse* resp) override;
+  // INVALID_ARGUMENT naming the field of a malformed policy; ABORTED when expected_version is not
+  // the latest. Audited with the caller's SPIFFE id.
+  grpc::ServerUnaryReactor* PutPolicy(grpc::CallbackServerContext* ctx,
+                                      const v1::PutPolicyRequest* req,
+                                      v1::PutPolicyResponse* resp) override;
+  grpc::ServerUnaryReactor* GetPolicy(grpc::CallbackServerContext* ctx,
+                                      const v1::GetPolicyRequest* req,
+                                      v1::GetPolicyResponse* resp) override;
+  grpc::ServerUnaryReactor* ListPolicies(grpc::CallbackServerContext* ctx,
+                                         const v1::ListPoliciesRequest* req,
+                                         v1::ListPoliciesResponse* resp) override;
+  grpc::ServerUnaryReactor* DeletePolicy(grpc::CallbackServerContext* ctx,
+                                         const v1::DeletePolicyRequest* req,
+                                         v1::DeletePolicyResponse* resp) override;
+  grpc::ServerUnaryReactor* GetJwks(grpc::CallbackServerContext* ctx, const v1::GetJwksRequest* req,
+                                    v1::GetJwksResponse* resp) override;
+  grpc::ServerUnaryReactor* RotateSigningKey(grpc::CallbackServerContext* ctx,
+                                             const v1::RotateSigningKeyRequest* req,
+                                             v1::RotateSigningKeyResponse* resp) override;
+
  private:
+  absl::Status NeedState() const;
+
   rpc::ServiceEnv env_;
-  std::unique_ptr<VerifierCore> core_;
-  std::unique_ptr<GpuCore> gpu_;
+  Parts parts_;
+  const core::Clock& clock_;
 };
 
 }  // namespace pml::attestation
