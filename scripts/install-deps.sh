@@ -13,7 +13,7 @@ PACKAGES=(
   libcurl4-openssl-dev libxml2-dev libxmlsec1-dev libxmlsec1-openssl nlohmann-json3-dev
   libcli11-dev
   # test peers nobody here wrote
-  python3 python3-grpcio python3-protobuf prometheus
+  python3 python3-grpcio python3-protobuf python3-cryptography prometheus
 )
 
 # Node.js and npm: use the machine's if it has them (the Debian packages conflict with other
