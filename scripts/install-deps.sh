@@ -10,6 +10,7 @@ PACKAGES=(
   # libraries (DESIGN.md §2)
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev libssl-dev
   libvirt-dev prometheus-cpp-dev libspdlog-dev libgtest-dev libgmock-dev libsqlite3-dev libpq-dev
+  libmicrohttpd-dev
   libcurl4-openssl-dev libxml2-dev libxmlsec1-dev libxmlsec1-openssl nlohmann-json3-dev
   libcli11-dev
   # test peers nobody here wrote
