@@ -15,6 +15,7 @@
 #include "pml/common/v1/info.grpc.pb.h"
 #include "tools/pmlctl/client_flags.h"
 #include "tools/pmlctl/pki.h"
+#include "tools/pmlctl/policy_cmd.h"
 #include "tools/pmlctl/verify_cmd.h"
 
 namespace pml::pmlctl {
@@ -99,6 +100,8 @@ int main(int argc, char** argv) {
   AddClientFlags(*version, version_flags);
 
   AddVerifyCommands(app);
+  AddPolicyCommands(app);
+  AddTokenCommands(app);
   CLI11_PARSE(app, argc, argv);
 
   if (pki_init->parsed()) {

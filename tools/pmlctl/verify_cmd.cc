@@ -26,6 +26,7 @@
 #include "lib/tdx/tcb_info.h"
 #include "lib/tdx/trust_anchors.h"
 #include "lib/tdx/verify.h"
+#include "tools/pmlctl/token_cmd.h"
 #include "tools/pmlctl/verify_gpu_cmd.h"
 // Only the simulated root's public key (a header constant); pmlctl never links the simulator.
 #include "lib/tdx/simulated_anchor.h"
@@ -428,6 +429,7 @@ void AddVerifyCommands(CLI::App& app) {
                     "PEM public key or root certificate to pin instead of the built-in Intel SGX "
                     "Root CA key");
   AddVerifyGpuCommand(*verify);
+  AddVerifyTokenCommand(*verify);
   quote->callback([quote, options] {
     options->extras = quote->remaining();
     const int code = RunVerifyQuote(*options, std::cout, std::cerr);

@@ -39,9 +39,11 @@ struct VerifyQuoteOptions {
   std::vector<std::string> extras;  // unrecognized arguments (a usage error)
 };
 
-// Registers `verify quote` on `app`. Its callback runs the verification and ends parsing with
+// Registers `verify` on `app`, with `verify quote`, `verify gpu` (verify_gpu_cmd.h) and
+// `verify token` (token_cmd.h). Each subcommand's callback runs its check and ends parsing with
 // CLI::RuntimeError(exit code), which CLI11_PARSE turns into main's return value; the
-// subcommand accepts extra arguments itself, so every usage error exits with kVerifyExitUsage.
+// subcommands accept extra arguments themselves, so every usage error exits with
+// kVerifyExitUsage.
 void AddVerifyCommands(CLI::App& app);
 
 // Runs the command, writing the verdict to `out` and errors to `err`. Returns the exit code.
