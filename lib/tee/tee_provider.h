@@ -68,9 +68,27 @@ struct SimulatorOptions {
   std::string state_dir;
 };
 
+// Where a TDX guest's kernel interfaces live (each overridable for tests and odd systems).
+inline constexpr char kDefaultConfigfsTsmRoot[] = "/sys/kernel/config/tsm/report";
+inline constexpr char kDefaultTdxGuestDevice[] = "/dev/tdx_guest";
+// /sys/class/misc/tdx_guest is a link to /sys/devices/virtual/misc/tdx_guest, the path
+// Documentation/ABI/testing/sysfs-devices-virtual-misc-tdx_guest documents (Linux >= 6.16).
+inline constexpr char kDefaultTdxMeasurementsDir[] = "/sys/class/misc/tdx_guest/measurements";
+
+// The hardware kinds (kConfigfsTsm, kTdxGuestDevice) use whichever of these exist; see
+// lib/tee/tdx_provider.h for what each is used for.
+struct HardwareTeeOptions {
+  std::string configfs_tsm_root = kDefaultConfigfsTsmRoot;
+  std::string tdx_guest_device = kDefaultTdxGuestDevice;
+  std::string tdx_measurements_dir = kDefaultTdxMeasurementsDir;
+  // configfs-tsm attempts when another writer changes the report entry under us (>= 1).
+  int quote_attempts = 3;
+};
+
 // Options for every kind; each implementation reads its own part.
 struct TeeOptions {
   SimulatorOptions simulator;
+  HardwareTeeOptions hardware;
 };
 
 // A TEE the guest can attest with. Implementations are thread-safe: GetQuote, ExtendRtmr and
@@ -80,14 +98,18 @@ class TeeProvider {
  public:
   virtual ~TeeProvider() = default;
 
-  // A quote (TDX quote v4 for the simulator) whose TD report carries `report_data` verbatim.
-  // kInvalidArgument when report_data is not exactly 64 bytes; kUnavailable when the TEE cannot
-  // produce one now (device busy, QGS down); kInternal on a failure of ours.
+  // A quote (TDX quote v4 for the simulator; whatever the quote service returns on hardware)
+  // whose TD report carries `report_data` verbatim. kInvalidArgument when report_data is not
+  // exactly 64 bytes; kUnavailable when the TEE cannot produce one now (device busy, QGS down,
+  // a writer kept racing us); kFailedPrecondition when this machine has no quote interface or it
+  // is not TDX (the message names what is missing); kPermissionDenied when the kernel refuses
+  // us; kInternal on a failure of ours.
   virtual absl::StatusOr<std::vector<uint8_t>> GetQuote(absl::Span<const uint8_t> report_data) = 0;
 
   // RTMR[index] = SHA384(RTMR[index] ‖ digest), as TDG.MR.RTMR.EXTEND does. kInvalidArgument when
   // index is outside 0..3 or digest is not 48 bytes; kPermissionDenied when the TEE forbids
-  // extending that register from here; kInternal when persisting the new value fails (the
+  // extending that register from here; kUnimplemented when the kernel offers no way to extend
+  // (the message says what is missing); kInternal when persisting the new value fails (the
   // register is then unchanged).
   virtual absl::Status ExtendRtmr(int index, absl::Span<const uint8_t> digest) = 0;
 
@@ -100,10 +122,32 @@ class TeeProvider {
   bool IsSimulated() const { return Kind() == TeeKind::kSimulated; }
 };
 
-// Builds the provider for `kind`. Only kSimulated is implemented so far; the hardware kinds return
-// kUnimplemented naming the guest-agent issue. Errors of the implementation's constructor pass
-// through (e.g. an unreadable state dir).
+// Builds the provider for `kind`: the simulator from options.simulator, or a hardware provider
+// (lib/tee/tdx_provider.h) over the interfaces at options.hardware's paths that exist.
+// kFailedPrecondition when the kind's own interface is missing (kConfigfsTsm: the configfs-tsm
+// root; kTdxGuestDevice: the device), naming the path and what provides it. Opening
+// /dev/tdx_guest may also fail with kPermissionDenied. Errors of the simulator's constructor pass
+// through (e.g. an unreadable state dir). Nothing here probes configfs; DetectTeeKind does.
 absl::StatusOr<std::unique_ptr<TeeProvider>> MakeTeeProvider(TeeKind kind,
                                                              const TeeOptions& options);
+
+class TsmReportFs;  // lib/tee/configfs_tsm.h
+
+struct DetectOptions {
+  std::string configfs_tsm_root = kDefaultConfigfsTsmRoot;
+  std::string tdx_guest_device = kDefaultTdxGuestDevice;
+  // Stands in for the file system at configfs_tsm_root (tests); null: the real one. Borrowed;
+  // must outlive the call.
+  TsmReportFs* tsm_fs = nullptr;
+};
+
+// Which hardware TEE this machine offers, best first:
+//   kConfigfsTsm     configfs-tsm whose provider is tdx_guest (probed by making, reading and
+//                    removing one report entry, so it needs the rights GetQuote needs);
+//   kTdxGuestDevice  otherwise, when the tdx_guest device exists.
+// kFailedPrecondition "no TDX interface found (looked at …); use --tee=simulated for development"
+// otherwise, listing each path and why it did not qualify. Never returns kSimulated: the
+// simulator is chosen only by name. Thread-safe.
+absl::StatusOr<TeeKind> DetectTeeKind(const DetectOptions& options);
 
 }  // namespace pml::tee
