@@ -18,49 +18,10 @@
 #include "lib/gpu/errors.h"
 #include "lib/gpu/online.h"
 #include "lib/gpu/report.h"
+#include "lib/gpu/sources.h"
 
 namespace pml::attestation {
 namespace {
-
-// Asks each source in turn; the first RIM found wins. NotFound moves on; another failure is
-// remembered and returned when no later source has the RIM.
-class FirstOfRimSource final : public gpu::RimSource {
- public:
-  explicit FirstOfRimSource(std::vector<gpu::RimSource*> sources) : sources_(std::move(sources)) {}
-  absl::StatusOr<std::string> GetRim(absl::string_view rim_id) override {
-    absl::Status last = absl::NotFoundError(absl::StrCat("RIM_NOT_FOUND: ", rim_id));
-    for (gpu::RimSource* s : sources_) {
-      auto r = s->GetRim(rim_id);
-      if (r.ok())
-        return r;
-      if (!absl::IsNotFound(r.status()) || absl::IsNotFound(last))
-        last = r.status();
-    }
-    return last;
-  }
-
- private:
-  std::vector<gpu::RimSource*> sources_;
-};
-
-// The request's stored responses first, then (when given) the online responder.
-class RequestOcspSource final : public gpu::OcspSource {
- public:
-  RequestOcspSource(gpu::CachedOcspSource* stored, gpu::OcspSource* online)
-      : stored_(stored), online_(online) {}
-  absl::StatusOr<std::vector<uint8_t>> GetResponse(const X509& cert, const X509& issuer,
-                                                   absl::Span<const uint8_t> nonce) override {
-    auto r = stored_->GetResponse(cert, issuer, nonce);
-    if (r.ok() || online_ == nullptr)
-      return r;
-    return online_->GetResponse(cert, issuer, nonce);
-  }
-  bool SendsNonce() const override { return online_ != nullptr && online_->SendsNonce(); }
-
- private:
-  gpu::CachedOcspSource* stored_;
-  gpu::OcspSource* online_;
-};
 
 // Concatenated PEM is used as is; concatenated DER is re-encoded as PEM.
 absl::StatusOr<std::string> ChainPem(absl::string_view chain) {
@@ -175,7 +136,7 @@ absl::StatusOr<GpuVerification> GpuCore::Verify(const GpuVerifyInput& input) {
     rim_chain.push_back(offline_rims_.get());
   if (!offline && online_rims_ != nullptr)
     rim_chain.push_back(online_rims_.get());
-  FirstOfRimSource rims(rim_chain);
+  gpu::FirstOfRimSource rims(rim_chain);
 
   gpu::CachedOcspSource stored;
   for (size_t i = 0; i < input.ocsp_responses.size(); ++i) {
@@ -185,7 +146,7 @@ absl::StatusOr<GpuVerification> GpuCore::Verify(const GpuVerifyInput& input) {
     }
   }
   gpu::OcspSource* online = offline ? nullptr : online_ocsp_.get();
-  RequestOcspSource request_ocsp(&stored, online);
+  gpu::StoredThenOnlineOcsp request_ocsp(&stored, online);
 
   gpu::VerifyOptions vo;
   vo.now = input.at.value_or(clock_.Now());

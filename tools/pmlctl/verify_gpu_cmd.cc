@@ -19,6 +19,7 @@
 #include "lib/gpu/evidence.h"
 #include "lib/gpu/online.h"
 #include "lib/gpu/rim.h"
+#include "lib/gpu/sources.h"
 #include "lib/gpu/verify.h"
 #include "tools/pmlctl/verify_cmd.h"
 
@@ -129,43 +130,6 @@ absl::Status LoadEvidence(const VerifyGpuOptions& o, Inputs& in) {
   return absl::OkStatus();
 }
 
-// First RIM found among the sources.
-class FirstOf final : public gpu::RimSource {
- public:
-  explicit FirstOf(std::vector<gpu::RimSource*> s) : sources_(std::move(s)) {}
-  absl::StatusOr<std::string> GetRim(absl::string_view id) override {
-    absl::Status last = absl::NotFoundError(absl::StrCat("RIM_NOT_FOUND: ", id));
-    for (auto* s : sources_) {
-      auto r = s->GetRim(id);
-      if (r.ok())
-        return r;
-      if (!absl::IsNotFound(r.status()))
-        last = r.status();
-    }
-    return last;
-  }
-
- private:
-  std::vector<gpu::RimSource*> sources_;
-};
-
-// Stored responses first, then the responder.
-class StoredThenOnline final : public gpu::OcspSource {
- public:
-  StoredThenOnline(gpu::OcspSource* stored, gpu::OcspSource* online)
-      : stored_(stored), online_(online) {}
-  absl::StatusOr<std::vector<uint8_t>> GetResponse(const X509& cert, const X509& issuer,
-                                                   absl::Span<const uint8_t> nonce) override {
-    auto r = stored_->GetResponse(cert, issuer, nonce);
-    return r.ok() || online_ == nullptr ? r : online_->GetResponse(cert, issuer, nonce);
-  }
-  bool SendsNonce() const override { return online_ != nullptr; }
-
- private:
-  gpu::OcspSource* stored_;
-  gpu::OcspSource* online_;
-};
-
 void PrintDevice(std::ostream& out, absl::string_view name,
                  const absl::StatusOr<gpu::VerifiedGpu>& v) {
   if (!v.ok()) {
@@ -219,8 +183,8 @@ int RunVerifyGpu(const VerifyGpuOptions& o, std::ostream& out, std::ostream& err
     online_ocsp = std::make_unique<gpu::HttpOcspSource>(gpu::MakeCurlHttpClient());
     rim_sources.push_back(online_rims.get());
   }
-  FirstOf rims(rim_sources);
-  StoredThenOnline ocsp(&in.ocsp, online_ocsp.get());
+  gpu::FirstOfRimSource rims(rim_sources);
+  gpu::StoredThenOnlineOcsp ocsp(&in.ocsp, online_ocsp.get());
 
   gpu::VerifyOptions vo;
   vo.now = now;
