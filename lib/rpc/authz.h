@@ -15,10 +15,13 @@
 namespace pml::rpc {
 
 // What a method admits. `public_method` methods are guest-facing: no client certificate is
-// needed (the caller's identity is its attestation, checked by the handler).
+// needed (the caller's identity is its attestation, checked by the handler). `local_unix`
+// methods also admit any caller on a unix socket, without a certificate ("guest-local": access
+// is governed by the socket file's permissions; the guest agent inside a CVM).
 struct MethodAccess {
   std::vector<Role> roles;
   bool public_method = false;
+  bool local_unix = false;
 };
 
 class RoleTable {

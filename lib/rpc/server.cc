@@ -110,6 +110,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
   grpc::ServerBuilder builder;
   auto server = std::unique_ptr<Server>(new Server());
   builder.AddListeningPort(config.listen, creds, &server->port_);
+  if (!config.local_listen.empty()) {
+    if (!absl::StartsWith(config.local_listen, "unix:"))
+      return absl::InvalidArgumentError("the local listener must be unix:/path");
+    builder.AddListeningPort(config.local_listen, grpc::InsecureServerCredentials());
+  }
   builder.SetMaxReceiveMessageSize(config.max_message_bytes);
   builder.SetMaxSendMessageSize(config.max_message_bytes);
   for (const auto& s : services) builder.RegisterService(s.service);

@@ -28,6 +28,9 @@ struct ServerConfig {
   bool require_client_cert = true;         // false: guest-facing TLS listener
   unsigned cert_reload_seconds = 5;        // how often the certificate files are re-read
   int max_message_bytes = 16 << 20;        // receive and send limit
+  // Also serve on this unix socket ("unix:/path"), without TLS: guest-local callers (see
+  // MethodAccess::local_unix). Empty: none.
+  std::string local_listen;
 };
 
 // A service to serve, with its full name ("pml.vmm.v1.Vmm") for health reporting.

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "absl/strings/match.h"
+
 namespace pml::rpc {
 
 absl::StatusOr<std::optional<Identity>> Authorize(const grpc::CallbackServerContext& ctx,
@@ -12,6 +14,8 @@ absl::StatusOr<std::optional<Identity>> Authorize(const grpc::CallbackServerCont
     return absl::PermissionDeniedError(
         absl::StrCat("method ", full_method, " is not in the role table"));
   }
+  if (access->local_unix && absl::StartsWith(ctx.peer(), "unix:"))
+    return std::optional<Identity>();
   auto auth = ctx.auth_context();
   absl::StatusOr<Identity> id = auth == nullptr
                                     ? absl::UnauthenticatedError("no client certificate")

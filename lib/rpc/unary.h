@@ -31,7 +31,8 @@ struct ServiceEnv {
 };
 
 // Checks the caller of `full_method` against `roles`. Returns the identity (nullopt for a
-// public method called without a certificate) or PERMISSION_DENIED / UNAUTHENTICATED.
+// public method called without a certificate, or a local_unix method called on a unix socket)
+// or PERMISSION_DENIED / UNAUTHENTICATED.
 absl::StatusOr<std::optional<Identity>> Authorize(const grpc::CallbackServerContext& ctx,
                                                   const RoleTable& roles,
                                                   absl::string_view full_method);

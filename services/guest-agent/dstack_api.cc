@@ -1,6 +1,7 @@
 #include "services/guest-agent/dstack_api.h"
 
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -90,75 +91,72 @@ std::vector<std::string> HexList(const std::vector<std::vector<uint8_t>>& list) 
   return out;
 }
 
-// The boot log (RTMR0-2) followed by the runtime log (RTMR3), as one dstack JSON array.
-std::string FullLog(const std::string& boot_json, const std::string& runtime_json) {
-  Json all = Json::parse(boot_json, nullptr, false);
-  if (!all.is_array())
-    all = Json::array();
-  Json rt = Json::parse(runtime_json, nullptr, false);
-  if (rt.is_array()) {
-    for (auto& e : rt)
-      all.push_back(std::move(e));
-  }
-  return all.dump();
+absl::StatusOr<bool> Bool(const Json& j, const char* name, bool dflt) {
+  if (!j.contains(name) || j[name].is_null())
+    return dflt;
+  if (!j[name].is_boolean())
+    return absl::InvalidArgumentError(absl::StrCat(name, ": want true or false"));
+  return j[name].get<bool>();
 }
 
-struct QuoteReply {
-  std::vector<uint8_t> quote;
-  std::string event_log;
-  std::vector<uint8_t> report_data;
-};
-
-absl::StatusOr<QuoteReply> Quote(RuntimeEventLog& log, const AgentIdentity& id,
-                                 std::vector<uint8_t> report_data) {
-  if (report_data.size() > 64)
-    return absl::InvalidArgumentError("report_data: more than 64 bytes");
-  report_data.resize(64, 0);
-  PML_ASSIGN_OR_RETURN(QuoteAndLog q, log.GetQuoteAndLog(report_data));
-  return QuoteReply{std::move(q.quote), FullLog(id.boot_log_json, q.runtime_log_json),
-                    std::move(report_data)};
+absl::StatusOr<std::vector<std::string>> StrList(const Json& j, const char* name) {
+  std::vector<std::string> out;
+  if (!j.contains(name) || j[name].is_null())
+    return out;
+  if (!j[name].is_array())
+    return absl::InvalidArgumentError(absl::StrCat(name, ": want an array of strings"));
+  for (const auto& v : j[name]) {
+    if (!v.is_string())
+      return absl::InvalidArgumentError(absl::StrCat(name, ": want an array of strings"));
+    out.push_back(v.get<std::string>());
+  }
+  return out;
 }
 
-absl::StatusOr<Json> Info(RuntimeEventLog& log, const AgentIdentity& id) {
-  // The registers as a fresh quote states them (the TEE's own view).
-  PML_ASSIGN_OR_RETURN(QuoteReply q, Quote(log, id, {}));
-  PML_ASSIGN_OR_RETURN(tdx::Quote parsed, tdx::ParseQuote(q.quote));
-  if (!parsed.td_report.has_value())
-    return absl::InternalError("the TEE returned a quote without a TD report");
-  const tdx::TdReport& td = *parsed.td_report;
-  // dstack mr_aggregated: SHA-256(MRTD ‖ RTMR0..3 [‖ MRCONFIGID ‖ MROWNER ‖ MROWNERCONFIG]).
-  std::string agg;
-  auto add = [&agg](const tdx::Bytes48& b) { agg.append(b.begin(), b.end()); };
-  add(td.mr_td);
-  for (const auto& r : td.rtmr)
-    add(r);
-  auto zero = [](const tdx::Bytes48& b) {
-    return std::all_of(b.begin(), b.end(), [](uint8_t c) { return c == 0; });
-  };
-  if (!zero(td.mr_config_id) || !zero(td.mr_owner) || !zero(td.mr_owner_config)) {
-    add(td.mr_config_id);
-    add(td.mr_owner);
-    add(td.mr_owner_config);
-  }
-  const std::string mr_aggregated = core::HexEncode(crypto::Sha256(agg));
-  Json tcb = {{"mrtd", core::HexEncode(td.mr_td)},
-              {"rtmr0", core::HexEncode(td.rtmr[0])},
-              {"rtmr1", core::HexEncode(td.rtmr[1])},
-              {"rtmr2", core::HexEncode(td.rtmr[2])},
-              {"rtmr3", core::HexEncode(td.rtmr[3])},
-              {"mr_aggregated", mr_aggregated},
-              {"os_image_hash", core::HexEncode(id.os_image_hash)},
-              {"compose_hash", core::HexEncode(id.compose_hash)},
-              {"device_id", core::HexEncode(id.device_id)},
-              {"event_log", Json::parse(q.event_log, nullptr, false)},
-              {"app_compose", id.app_compose}};
+// Unix seconds (dstack's not_before / not_after), nullopt when absent.
+absl::StatusOr<std::optional<absl::Time>> UnixTime(const Json& j, const char* name) {
+  if (!j.contains(name) || j[name].is_null())
+    return std::optional<absl::Time>();
+  if (!j[name].is_number_unsigned() || j[name].get<uint64_t>() > 253402300799ull)
+    return absl::InvalidArgumentError(absl::StrCat(name, ": want Unix seconds (0..9999-12-31)"));
+  return std::optional<absl::Time>(absl::FromUnixSeconds(j[name].get<int64_t>()));
+}
+
+absl::StatusOr<TlsKeyRequest> TlsRequest(const Json& j) {
+  TlsKeyRequest r;
+  PML_ASSIGN_OR_RETURN(r.subject, Str(j, "subject"));
+  PML_ASSIGN_OR_RETURN(r.alt_names, StrList(j, "alt_names"));
+  PML_ASSIGN_OR_RETURN(r.usage_ra_tls, Bool(j, "usage_ra_tls", false));
+  PML_ASSIGN_OR_RETURN(r.usage_server_auth, Bool(j, "usage_server_auth", true));
+  PML_ASSIGN_OR_RETURN(r.usage_client_auth, Bool(j, "usage_client_auth", false));
+  PML_ASSIGN_OR_RETURN(r.with_app_info, Bool(j, "with_app_info", false));
+  PML_ASSIGN_OR_RETURN(r.not_before, UnixTime(j, "not_before"));
+  PML_ASSIGN_OR_RETURN(r.not_after, UnixTime(j, "not_after"));
+  return r;
+}
+
+Json TlsReply(const TlsKeyResult& t) {
+  return Json{{"key", std::string(t.key_pem.span().begin(), t.key_pem.span().end())},
+              {"certificate_chain", t.certificate_chain}};
+}
+
+Json QuoteJson(const QuoteResult& q) {
+  return Json{{"quote", core::HexEncode(q.quote)},
+              {"event_log", q.event_log},
+              {"report_data", core::HexEncode(q.report_data)},
+              {"vm_config", q.vm_config}};
+}
+
+absl::StatusOr<Json> Info(const AgentCore& core) {
+  PML_ASSIGN_OR_RETURN(InfoResult r, core.Info());
+  const AgentIdentity& id = core.identity();
   return Json{{"app_id", core::HexEncode(id.app_id)},
               {"instance_id", core::HexEncode(id.instance_id)},
-              {"app_cert", ""},
-              {"tcb_info", tcb.dump()},
+              {"app_cert", r.app_cert_pem},
+              {"tcb_info", r.tcb_info_json},
               {"app_name", id.app_name},
               {"device_id", core::HexEncode(id.device_id)},
-              {"mr_aggregated", mr_aggregated},
+              {"mr_aggregated", core::HexEncode(r.mr_aggregated)},
               {"os_image_hash", core::HexEncode(id.os_image_hash)},
               {"key_provider_info", id.key_provider_info},
               {"compose_hash", core::HexEncode(id.compose_hash)},
@@ -166,7 +164,7 @@ absl::StatusOr<Json> Info(RuntimeEventLog& log, const AgentIdentity& id) {
               {"cloud_vendor", ""},
               {"cloud_product", ""},
               {"tee", id.tee_kind},
-              {"simulated", id.tee_kind == "simulated"}};
+              {"simulated", core.simulated()}};
 }
 
 // Tappd's report data: H(prefix ":" data) for the named hash, or the raw bytes.
@@ -217,18 +215,15 @@ HttpResponse DstackApi::Handle(const HttpRequest& req) const {
   auto run = [&]() -> absl::StatusOr<Json> {
     if (p == "/GetQuote" || p == "/prpc/Tappd.RawQuote") {
       PML_ASSIGN_OR_RETURN(std::vector<uint8_t> rd, HexField(j, "report_data", 64));
-      PML_ASSIGN_OR_RETURN(QuoteReply q, Quote(log_, identity_, std::move(rd)));
-      return Json{{"quote", core::HexEncode(q.quote)},
-                  {"event_log", q.event_log},
-                  {"report_data", core::HexEncode(q.report_data)},
-                  {"vm_config", identity_.vm_config}};
+      PML_ASSIGN_OR_RETURN(QuoteResult q, core_.GetQuote(rd));
+      return QuoteJson(q);
     }
     if (p == "/prpc/Tappd.TdxQuote") {
       PML_ASSIGN_OR_RETURN(std::vector<uint8_t> data, HexField(j, "report_data", 1 << 16));
       PML_ASSIGN_OR_RETURN(std::string algorithm, Str(j, "hash_algorithm"));
       PML_ASSIGN_OR_RETURN(std::string prefix, Str(j, "prefix"));
       PML_ASSIGN_OR_RETURN(std::vector<uint8_t> rd, TappdReportData(data, algorithm, prefix));
-      PML_ASSIGN_OR_RETURN(QuoteReply q, Quote(log_, identity_, std::move(rd)));
+      PML_ASSIGN_OR_RETURN(QuoteResult q, core_.GetQuote(rd));
       return Json{{"quote", core::HexEncode(q.quote)},
                   {"event_log", q.event_log},
                   {"hash_algorithm", algorithm.empty() ? "sha512" : algorithm},
@@ -238,23 +233,23 @@ HttpResponse DstackApi::Handle(const HttpRequest& req) const {
       PML_ASSIGN_OR_RETURN(std::string path, Str(j, "path"));
       PML_ASSIGN_OR_RETURN(std::string purpose, Str(j, "purpose"));
       PML_ASSIGN_OR_RETURN(std::string algorithm, Str(j, "algorithm"));
-      PML_ASSIGN_OR_RETURN(DerivedKey k, keys_.GetKey(path, purpose, algorithm));
+      PML_ASSIGN_OR_RETURN(DerivedKey k, core_.keys().GetKey(path, purpose, algorithm));
       return Json{{"key", core::HexEncode(k.private_key.span())},
                   {"signature_chain", HexList(k.signature_chain)}};
     }
     if (p == "/Info" || p == "/prpc/Tappd.Info")
-      return Info(log_, identity_);
+      return Info(core_);
     if (p == "/EmitEvent") {
       PML_ASSIGN_OR_RETURN(std::string event, Str(j, "event"));
       PML_ASSIGN_OR_RETURN(std::vector<uint8_t> payload,
                            HexField(j, "payload", kMaxRuntimeEventPayloadBytes));
-      PML_RETURN_IF_ERROR(log_.Emit(event, payload));
+      PML_RETURN_IF_ERROR(core_.EmitEvent(event, payload));
       return Json::object();
     }
     if (p == "/Sign") {
       PML_ASSIGN_OR_RETURN(std::string algorithm, Str(j, "algorithm"));
       PML_ASSIGN_OR_RETURN(std::vector<uint8_t> data, HexField(j, "data", 1 << 16));
-      PML_ASSIGN_OR_RETURN(SignResult s, keys_.Sign(algorithm, data));
+      PML_ASSIGN_OR_RETURN(SignResult s, core_.keys().Sign(algorithm, data));
       return Json{{"signature", core::HexEncode(s.signature)},
                   {"signature_chain", HexList(s.signature_chain)},
                   {"public_key", core::HexEncode(s.public_key)}};
@@ -268,10 +263,32 @@ HttpResponse DstackApi::Handle(const HttpRequest& req) const {
       return Json{{"valid", valid}};
     }
     if (p == "/Version")
-      return Json{{"version", identity_.version}, {"rev", ""}};
-    if (p == "/GetTlsKey" || p == "/Attest" || p == "/prpc/Tappd.DeriveKey") {
-      return absl::UnimplementedError(
-          absl::StrCat(p, " is not served yet (pml guest agent, issue 6: needs the app CA)"));
+      return Json{{"version", core_.identity().version}, {"rev", ""}};
+    if (p == "/GetTlsKey") {
+      PML_ASSIGN_OR_RETURN(TlsKeyRequest r, TlsRequest(j));
+      PML_ASSIGN_OR_RETURN(TlsKeyResult t, core_.GetTlsKey(r));
+      return TlsReply(t);
+    }
+    if (p == "/prpc/Tappd.DeriveKey") {
+      // Legacy: the key is derived from the app key for `path` (random with random_seed).
+      PML_ASSIGN_OR_RETURN(TlsKeyRequest r, TlsRequest(j));
+      PML_ASSIGN_OR_RETURN(std::string path, Str(j, "path"));
+      PML_ASSIGN_OR_RETURN(bool random, Bool(j, "random_seed", false));
+      if (!random)
+        r.derive_path = path;
+      if (r.subject.empty())
+        r.subject = path;
+      PML_ASSIGN_OR_RETURN(TlsKeyResult t, core_.GetTlsKey(r));
+      return TlsReply(t);
+    }
+    if (p == "/Attest") {
+      PML_ASSIGN_OR_RETURN(std::vector<uint8_t> rd, HexField(j, "report_data", 64));
+      PML_ASSIGN_OR_RETURN(bool skip_gpu, Bool(j, "skip_gpu_evidence", false));
+      PML_ASSIGN_OR_RETURN(common::v1::EvidenceBundle b, core_.Attest(rd, skip_gpu));
+      return Json{{"attestation", core::HexEncode(core::AsBytes(b.SerializeAsString()))},
+                  {"format", "pml.common.v1.EvidenceBundle"},
+                  {"simulated", b.simulated()},
+                  {"gpus", b.gpus_size()}};
     }
     return absl::NotFoundError(absl::StrCat("no such method: ", p.substr(0, 64)));
   };

@@ -6,9 +6,9 @@
 // bodies, binary values as hex, errors as HTTP 4xx/5xx with `{"error": "..."}` (the SDK throws
 // `result.error`).
 //
-// Everything is answered from the agent's parts (the runtime event log and its TEE, the app keys,
-// the app identity); nothing here holds state. Not yet served (issue 6 continues): /GetTlsKey,
-// /Attest, /prpc/Tappd.DeriveKey — they answer 501 with a JSON error naming what is missing.
+// Also /GetTlsKey, /Attest (the attestation is the serialized pml.common.v1.EvidenceBundle, hex)
+// and /prpc/Tappd.DeriveKey. Everything is answered by the AgentCore (agent_core.h); this layer
+// only translates JSON, and holds no state.
 //
 // Thread-safety: Handle is thread-safe (the parts are).
 
@@ -16,42 +16,22 @@
 #include <string>
 #include <vector>
 
-#include "services/guest-agent/app_keys.h"
-#include "services/guest-agent/runtime_log.h"
+#include "services/guest-agent/agent_core.h"
 #include "services/guest-agent/unix_http.h"
 
 namespace pml::guest {
 
-// The app identity and configuration as the agent computed them at boot (dstack-compat §3.2).
-struct AgentIdentity {
-  std::vector<uint8_t> app_id;        // 20 bytes
-  std::vector<uint8_t> instance_id;   // 20 bytes, empty with no_instance_id
-  std::vector<uint8_t> compose_hash;  // 32 bytes
-  std::vector<uint8_t> os_image_hash;
-  std::vector<uint8_t> device_id;
-  std::string app_name;
-  std::string app_compose;        // the exact bytes of app-compose.json
-  std::string vm_config;          // dstack VmConfig JSON
-  std::string key_provider_info;  // {"name":"...","id":"..."}
-  std::string boot_log_json;      // RTMR0-2 entries (dstack JSON array), "[]" when none
-  std::string tee_kind;           // "simulated", "configfs-tsm", "tdx-guest-device"
-  std::string version;            // agent version
-};
-
 class DstackApi {
  public:
-  DstackApi(RuntimeEventLog& log, AppKeys& keys, AgentIdentity identity)
-      : log_(log), keys_(keys), identity_(std::move(identity)) {}
+  explicit DstackApi(const AgentCore& core) : core_(core) {}
 
   // One request of either socket.
   HttpResponse Handle(const HttpRequest& request) const;
 
-  const AgentIdentity& identity() const { return identity_; }
+  const AgentIdentity& identity() const { return core_.identity(); }
 
  private:
-  RuntimeEventLog& log_;
-  AppKeys& keys_;
-  const AgentIdentity identity_;
+  const AgentCore& core_;
 };
 
 }  // namespace pml::guest

@@ -17,6 +17,10 @@
 #include "lib/crypto/hash.h"
 #include "lib/tdx/event_log.h"
 #include "lib/tdx/quote.h"
+#include "lib/crypto/key.h"
+#include "lib/crypto/x509.h"
+#include "lib/ratls/cert.h"
+#include "lib/ratls/report_data.h"
 #include "lib/tee/simulator.h"
 
 namespace pml::guest {
@@ -40,21 +44,30 @@ class DstackApiTest : public ::testing::Test {
     auto log = RuntimeEventLog::Open((dir_ / "runtime.log").string(), *sim_);
     ASSERT_THAT(log, IsOk());
     log_ = *std::move(log);
-    auto keys = AppKeys::Create(crypto::SecretBytes(std::vector<uint8_t>(32, 0x42)), {});
-    ASSERT_THAT(keys, IsOk());
-    keys_ = *std::move(keys);
     AgentIdentity id;
     id.app_id.assign(20, 0xA1);
+    auto dev = MakeLocalDevKeys(crypto::SecretBytes(std::vector<uint8_t>(32, 0x42)), id.app_id);
+    ASSERT_THAT(dev, IsOk());
+    dev_ = std::make_unique<LocalDevKeys>(*std::move(dev));
+    auto keys = AppKeys::Create(dev_->app_key, {});
+    ASSERT_THAT(keys, IsOk());
+    keys_ = *std::move(keys);
+    auto gpus = MakeSimulatedGpus(2);
+    ASSERT_THAT(gpus, IsOk());
+    gpus_ = *std::move(gpus);
     id.compose_hash.assign(32, 0xC0);
     id.instance_id.assign(20, 0x1D);
     id.app_compose = R"({"name":"t"})";
     id.boot_log_json = "[]";
     id.tee_kind = "simulated";
     id.version = "test";
-    api_ = std::make_unique<DstackApi>(*log_, *keys_, id);
+    id.key_provider_info = dev_->key_provider_info;
+    core_ = std::make_unique<AgentCore>(*log_, *keys_, &dev_->ca, gpus_.get(), id);
+    api_ = std::make_unique<DstackApi>(*core_);
   }
   void TearDown() override {
     api_.reset();
+    core_.reset();
     log_.reset();
     std::filesystem::remove_all(dir_);
   }
@@ -67,13 +80,17 @@ class DstackApiTest : public ::testing::Test {
   std::filesystem::path dir_;
   std::unique_ptr<tee::TdxSimulator> sim_;
   std::unique_ptr<RuntimeEventLog> log_;
+  std::unique_ptr<LocalDevKeys> dev_;
   std::unique_ptr<AppKeys> keys_;
+  std::unique_ptr<GpuSource> gpus_;
+  std::unique_ptr<AgentCore> core_;
   std::unique_ptr<DstackApi> api_;
 };
 
 TEST_F(DstackApiTest, GetQuoteZeroPadsAndItsLogReplaysToTheQuote) {
-  auto [s0, e0] = Call("/EmitEvent", {{"event", "app-id"}, {"payload", "a1a1"}});
+  auto [s0, e0] = Call("/EmitEvent", {{"event", "my-event"}, {"payload", "a1a1"}});
   ASSERT_EQ(s0, 200) << e0.dump();
+  EXPECT_EQ(Call("/EmitEvent", {{"event", "compose-hash"}, {"payload", "00"}}).first, 400);
   auto [status, r] = Call("/GetQuote", {{"report_data", "0102"}});
   ASSERT_EQ(status, 200) << r.dump();
   EXPECT_EQ(r["report_data"], "0102" + std::string(124, '0'));
@@ -97,7 +114,11 @@ TEST_F(DstackApiTest, BadInputIsAJsonErrorTheSdkThrows) {
   HttpResponse garbage = api_->Handle({"POST", "/GetQuote", "", "{not json"});
   EXPECT_EQ(garbage.status, 400);
   EXPECT_EQ(Call("/EmitEvent", {{"event", ""}, {"payload", ""}}).first, 400);
-  EXPECT_EQ(Call("/GetTlsKey", Json::object()).first, 501);
+  EXPECT_EQ(Call("/GetTlsKey", {{"subject", 7}}).first, 400);
+  EXPECT_EQ(Call("/GetTlsKey", {{"alt_names", {"a b"}}}).first, 400);
+  EXPECT_EQ(Call("/GetTlsKey", {{"usage_ra_tls", "yes"}}).first, 400);
+  EXPECT_EQ(Call("/GetTlsKey", {{"not_before", 100}, {"not_after", 50}}).first, 400);
+  EXPECT_EQ(Call("/Attest", {{"report_data", std::string(130, 'a')}}).first, 400);
 }
 
 TEST_F(DstackApiTest, GetKeyIsStablePerPathAndDiffersAcrossPaths) {
@@ -149,6 +170,103 @@ TEST_F(DstackApiTest, SignAndVerify) {
                                     {"signature", sig["signature"]},
                                     {"public_key", sig["public_key"]}});
   EXPECT_FALSE(bad["valid"].get<bool>());
+}
+
+// The chain as PEM -> X509s, leaf first.
+std::vector<crypto::X509Ptr> Chain(const Json& list) {
+  std::vector<crypto::X509Ptr> out;
+  for (const auto& pem : list) {
+    auto certs = crypto::ParsePemCertificates(pem.get<std::string>());
+    EXPECT_THAT(certs, IsOk());
+    if (certs.ok())
+      for (auto& c : *certs)
+        out.push_back(std::move(c));
+  }
+  return out;
+}
+
+TEST_F(DstackApiTest, GetTlsKeyChainsToTheAppCaAndTheQuoteBindsTheKey) {
+  auto [s, r] = Call("/GetTlsKey", {{"subject", "app.example"},
+                                    {"alt_names", {"app.example", "10.0.0.7"}},
+                                    {"usage_ra_tls", true},
+                                    {"usage_client_auth", true}});
+  ASSERT_EQ(s, 200) << r.dump();
+  auto chain = Chain(r["certificate_chain"]);
+  ASSERT_EQ(chain.size(), 3u);
+  // leaf <- app CA <- root (self-signed), and the key matches the leaf.
+  auto root_key = crypto::CertificatePublicKey(*chain[2]);
+  auto ca_key = crypto::CertificatePublicKey(*chain[1]);
+  ASSERT_THAT(root_key, IsOk());
+  ASSERT_THAT(ca_key, IsOk());
+  EXPECT_THAT(crypto::VerifyCertificateSignature(*chain[2], **root_key), IsOk());
+  EXPECT_THAT(crypto::VerifyCertificateSignature(*chain[1], **root_key), IsOk());
+  EXPECT_THAT(crypto::VerifyCertificateSignature(*chain[0], **ca_key), IsOk());
+  auto key = crypto::PrivateKeyFromPem(r["key"].get<std::string>());
+  ASSERT_THAT(key, IsOk());
+  auto leaf_pub = crypto::CertificatePublicKey(*chain[0]);
+  ASSERT_THAT(leaf_pub, IsOk());
+  EXPECT_EQ(*crypto::PublicKeyToDer(**key), *crypto::PublicKeyToDer(**leaf_pub));
+  EXPECT_EQ(crypto::SubjectCommonName(*chain[0]), "app.example");
+
+  auto claims = ratls::ParseRaTlsClaims(*chain[0]);
+  ASSERT_THAT(claims, IsOk());
+  EXPECT_EQ(claims->usage, "app:custom");
+  EXPECT_EQ(claims->app_id, std::vector<uint8_t>(20, 0xA1));
+  auto quote = tdx::ParseQuote(claims->quote);
+  ASSERT_THAT(quote, IsOk());
+  EXPECT_THAT(ratls::CheckBinding(*chain[0], quote->td_report->report_data), IsOk());
+  EXPECT_FALSE(ratls::CheckBinding(*chain[1], quote->td_report->report_data).ok());
+  auto log = tdx::ParseEventLog(claims->event_log);
+  ASSERT_THAT(log, IsOk());
+  EXPECT_TRUE(tdx::ReplayAgainst(*log, *quote->td_report).matches[3]);
+  auto ca_claims = ratls::ParseRaTlsClaims(*chain[1]);
+  ASSERT_THAT(ca_claims, IsOk());
+  EXPECT_EQ(ca_claims->usage, "app:ca");
+
+  // Keys are fresh per call; without usage_ra_tls there is no quote.
+  auto [s2, r2] = Call("/GetTlsKey", {{"subject", "x"}});
+  ASSERT_EQ(s2, 200) << r2.dump();
+  EXPECT_NE(r2["key"], r["key"]);
+  auto plain = Chain(r2["certificate_chain"]);
+  ASSERT_EQ(plain.size(), 3u);
+  EXPECT_TRUE(ratls::ParseRaTlsClaims(*plain[0])->quote.empty());
+}
+
+TEST_F(DstackApiTest, TappdDeriveKeyIsDeterministicPerPath) {
+  auto a1 = Call("/prpc/Tappd.DeriveKey", {{"path", "svc"}, {"subject", "svc"}});
+  auto a2 = Call("/prpc/Tappd.DeriveKey", {{"path", "svc"}});
+  auto b = Call("/prpc/Tappd.DeriveKey", {{"path", "other"}});
+  ASSERT_EQ(a1.first, 200) << a1.second.dump();
+  EXPECT_EQ(a1.second["key"], a2.second["key"]);
+  EXPECT_NE(a1.second["key"], b.second["key"]);
+  EXPECT_EQ(a1.second["certificate_chain"].size(), 3u);
+  auto r = Call("/prpc/Tappd.DeriveKey", {{"path", "svc"}, {"random_seed", true}});
+  ASSERT_EQ(r.first, 200);
+  EXPECT_NE(r.second["key"], a1.second["key"]);
+}
+
+TEST_F(DstackApiTest, AttestReturnsAnEvidenceBundleWithGpuEvidenceBoundToTheReportData) {
+  auto [s, r] = Call("/Attest", {{"report_data", "c0ffee"}});
+  ASSERT_EQ(s, 200) << r.dump();
+  auto bytes = core::HexDecode(r["attestation"].get<std::string>());
+  ASSERT_THAT(bytes, IsOk());
+  common::v1::EvidenceBundle b;
+  ASSERT_TRUE(b.ParseFromString(core::ToString(*bytes)));
+  EXPECT_TRUE(b.simulated());
+  EXPECT_EQ(b.app_info().app_id(), std::string(20, '\xA1'));
+  ASSERT_EQ(b.gpus_size(), 2);
+  ratls::ReportData rd{};
+  rd[0] = 0xc0;
+  rd[1] = 0xff;
+  rd[2] = 0xee;
+  const auto nonce = ratls::GpuNonce(rd);
+  EXPECT_EQ(b.gpus(1).nonce(), std::string(nonce.begin(), nonce.end()));
+  auto quote = tdx::ParseQuote(core::AsBytes(b.tdx_quote()));
+  ASSERT_THAT(quote, IsOk());
+  EXPECT_EQ(quote->td_report->report_data[2], 0xee);
+  auto [s2, r2] = Call("/Attest", {{"report_data", "00"}, {"skip_gpu_evidence", true}});
+  ASSERT_EQ(s2, 200);
+  EXPECT_EQ(r2["gpus"], 0);
 }
 
 }  // namespace

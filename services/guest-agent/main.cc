@@ -1,26 +1,37 @@
 // pml-guest-agent: see --help.
 
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "lib/core/file.h"
 #include "lib/core/hex.h"
 #include "lib/core/status.h"
-#include "lib/crypto/hash.h"
 #include "lib/rpc/flags.h"
 #include "lib/rpc/service_main.h"
 #include "lib/tee/tee_provider.h"
+#include "services/guest-agent/agent_core.h"
 #include "services/guest-agent/app_keys.h"
+#include "services/guest-agent/boot.h"
 #include "services/guest-agent/dstack_api.h"
+#include "services/guest-agent/gpu_source.h"
 #include "services/guest-agent/guest_agent_service.h"
 #include "services/guest-agent/runtime_log.h"
 #include "services/guest-agent/unix_http.h"
+
+extern char** environ;
 
 namespace {
 
@@ -28,45 +39,119 @@ using namespace pml;  // NOLINT(google-build-using-namespace): main only
 
 struct AgentFlags {
   std::string tee;
-  std::string state_dir = "/var/lib/pml-guest-agent";
-  std::string app_compose;
-  std::string app_id_hex;
+  std::string state_dir = "/run/pml-guest-agent";
   std::string dstack_socket;
   std::string tappd_socket;
-  bool dev_key_provider = false;
+  std::string grpc_socket;
+  std::string gpus = "none";
+  std::string nvml_library = "libnvidia-ml.so.1";
+  bool run_app = false;
+  guest::BootOptions boot;
 };
 
-// Reads `path` or, when missing, writes `n` random bytes there (0600) first.
-absl::StatusOr<std::vector<uint8_t>> Persisted(const std::string& path, size_t n) {
-  if (core::PathExists(path)) {
-    PML_ASSIGN_OR_RETURN(std::vector<uint8_t> b, core::ReadFileBytes(path, 4096));
-    if (b.size() != n)
-      return absl::DataLossError(absl::StrCat(path, ": ", b.size(), " bytes, want ", n));
-    return b;
+// The app's runner as a child process (docker compose up, or bash), stopped at shutdown.
+class Runner {
+ public:
+  static absl::StatusOr<std::unique_ptr<Runner>> Start(const guest::RunnerSpec& spec,
+                                                       const std::string& dir,
+                                                       const AgentFlags& f) {
+    if (spec.runner.empty())
+      return std::unique_ptr<Runner>();
+    PML_RETURN_IF_ERROR(core::MakeDirs(dir, 0700));
+    std::vector<std::string> argv;
+    if (spec.runner == "docker-compose") {
+      const std::string file = dir + "/docker-compose.yaml";
+      PML_RETURN_IF_ERROR(core::WriteFileAtomic(file, spec.script, 0600));
+      argv = {"docker", "compose", "-f", file, "up"};
+    } else {
+      const std::string file = dir + "/app.sh";
+      PML_RETURN_IF_ERROR(core::WriteFileAtomic(file, spec.script, 0700));
+      argv = {"/bin/bash", file};
+    }
+    std::vector<std::string> env;
+    for (char** e = environ; *e != nullptr; ++e)
+      env.emplace_back(*e);
+    if (!f.dstack_socket.empty())
+      env.push_back("DSTACK_SIMULATOR_ENDPOINT=" + f.dstack_socket);
+    if (!f.tappd_socket.empty())
+      env.push_back("TAPPD_SIMULATOR_ENDPOINT=" + f.tappd_socket);
+    std::vector<char*> cargv, cenv;
+    for (auto& a : argv)
+      cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    for (auto& e : env)
+      cenv.push_back(e.data());
+    cenv.push_back(nullptr);
+    pid_t pid = 0;
+    const int rc = posix_spawnp(&pid, cargv[0], nullptr, nullptr, cargv.data(), cenv.data());
+    if (rc != 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("starting the app's runner (", argv[0], "): ", std::strerror(rc)));
+    }
+    SPDLOG_INFO("app_runner_started runner={} pid={}", spec.runner, pid);
+    return std::unique_ptr<Runner>(new Runner(pid));
   }
-  std::vector<uint8_t> b = crypto::RandomBytes(n);
-  PML_RETURN_IF_ERROR(core::WriteFileAtomic(path, core::ToString(b), 0600));
-  return b;
-}
+  ~Runner() {
+    ::kill(pid_, SIGTERM);
+    if (waiter_.joinable())
+      waiter_.join();
+  }
+
+ private:
+  explicit Runner(pid_t pid) : pid_(pid) {
+    waiter_ = std::thread([pid] {
+      int status = 0;
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      SPDLOG_INFO("app_runner_exited pid={} status={}", pid,
+                  WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    });
+  }
+  pid_t pid_;
+  std::thread waiter_;
+};
 
 // Everything the sockets serve, kept alive until shutdown.
 struct Agent {
   std::unique_ptr<tee::TeeProvider> tee;
   std::unique_ptr<guest::RuntimeEventLog> log;
+  std::unique_ptr<guest::GpuSource> gpus;
+  guest::BootState boot;
   std::unique_ptr<guest::AppKeys> keys;
+  std::unique_ptr<guest::AgentCore> core;
   std::unique_ptr<guest::DstackApi> api;
   std::vector<std::unique_ptr<guest::UnixHttpServer>> servers;
+  std::unique_ptr<Runner> runner;
 };
 
-absl::StatusOr<std::shared_ptr<Agent>> StartAgent(const AgentFlags& f) {
-  auto agent = std::make_shared<Agent>();
-  if (f.dstack_socket.empty() && f.tappd_socket.empty()) {
-    SPDLOG_INFO("dstack_sockets none note={:?}", "no --dstack-socket/--tappd-socket: gRPC only");
-    return agent;
+absl::StatusOr<std::unique_ptr<guest::GpuSource>> MakeGpus(const AgentFlags& f, bool simulated_tee) {
+  if (f.gpus == "none")
+    return std::unique_ptr<guest::GpuSource>();
+  if (f.gpus == "nvml")
+    return guest::MakeNvmlGpus(f.nvml_library);
+  if (f.gpus == "auto") {
+    auto nvml = guest::MakeNvmlGpus(f.nvml_library);
+    if (!nvml.ok()) {
+      SPDLOG_INFO("gpus none reason={:?}", std::string(nvml.status().message()));
+      return std::unique_ptr<guest::GpuSource>();
+    }
+    return nvml;
   }
+  int n = 0;
+  if (absl::StartsWith(f.gpus, "simulated:") && absl::SimpleAtoi(f.gpus.substr(10), &n)) {
+    if (!simulated_tee)
+      return absl::InvalidArgumentError("--gpus simulated:N needs --tee simulated");
+    return guest::MakeSimulatedGpus(n);
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("--gpus ", f.gpus, ": want none, auto, nvml or simulated:N"));
+}
+
+absl::StatusOr<std::shared_ptr<Agent>> StartAgent(AgentFlags f) {
+  auto agent = std::make_shared<Agent>();
   if (f.tee.empty()) {
     return absl::InvalidArgumentError(
-        "--tee is required with the dstack sockets: configfs-tsm, tdx-guest-device or simulated");
+        "--tee is required: auto, configfs-tsm, tdx-guest-device or simulated");
   }
   PML_RETURN_IF_ERROR(core::MakeDirs(f.state_dir, 0700));
   tee::TeeOptions to;
@@ -90,57 +175,19 @@ absl::StatusOr<std::shared_ptr<Agent>> StartAgent(const AgentFlags& f) {
   }
   PML_ASSIGN_OR_RETURN(
       agent->log, guest::RuntimeEventLog::Open(f.state_dir + "/runtime-events.log", *agent->tee));
+  PML_ASSIGN_OR_RETURN(agent->gpus, MakeGpus(f, agent->tee->IsSimulated()));
 
-  // App identity (dstack-compat §3.2).
-  guest::AgentIdentity id;
-  if (!f.app_compose.empty()) {
-    PML_ASSIGN_OR_RETURN(id.app_compose, core::ReadFile(f.app_compose, 1 << 20));
-    auto name = nlohmann::json::parse(id.app_compose, nullptr, false);
-    if (name.is_object() && name.contains("name") && name["name"].is_string())
-      id.app_name = name["name"].get<std::string>();
-  }
-  const auto compose_hash = crypto::Sha256(id.app_compose);
-  id.compose_hash.assign(compose_hash.begin(), compose_hash.end());
-  if (!f.app_id_hex.empty()) {
-    PML_ASSIGN_OR_RETURN(id.app_id, core::HexDecode(f.app_id_hex));
-    if (id.app_id.size() != 20)
-      return absl::InvalidArgumentError("--app-id: want 20 bytes (40 hex digits)");
-  } else {
-    id.app_id.assign(id.compose_hash.begin(), id.compose_hash.begin() + 20);
-  }
-  PML_ASSIGN_OR_RETURN(std::vector<uint8_t> seed, Persisted(f.state_dir + "/instance-id-seed", 20));
-  std::string instance_input(seed.begin(), seed.end());
-  instance_input.append(id.app_id.begin(), id.app_id.end());
-  const auto instance = crypto::Sha256(instance_input);
-  id.instance_id.assign(instance.begin(), instance.begin() + 20);
-  id.boot_log_json = "[]";
-  id.tee_kind = std::string(tee::TeeKindName(agent->tee->Kind()));
-  id.version = rpc::Version();
-
-  // Keys: the KMS provides them (issue 7); until then only the explicit local provider.
-  if (!f.dev_key_provider) {
-    return absl::FailedPreconditionError(
-        "no key provider: the KMS key release lands with issue 7; start with --dev-key-provider "
-        "for development (keys from a seed sealed in --state-dir)");
-  }
-  PML_ASSIGN_OR_RETURN(std::vector<uint8_t> root, Persisted(f.state_dir + "/dev-app-key-seed", 32));
-  PML_ASSIGN_OR_RETURN(
-      std::vector<uint8_t> app_key,
-      crypto::HkdfSha256(root, id.app_id, core::AsBytes("pml-dev-app-key:v1"), 32));
-  id.key_provider_info = R"({"name":"local-dev","id":""})";
-  PML_ASSIGN_OR_RETURN(agent->keys, guest::AppKeys::Create(crypto::SecretBytes(app_key), {}));
-
-  // Boot events, once per boot (a restarted agent finds them in its log).
-  if (agent->log->Size() == 0) {
-    PML_RETURN_IF_ERROR(agent->log->Emit("system-preparing", {}));
-    PML_RETURN_IF_ERROR(agent->log->Emit("app-id", id.app_id));
-    PML_RETURN_IF_ERROR(agent->log->Emit("compose-hash", id.compose_hash));
-    PML_RETURN_IF_ERROR(agent->log->Emit("instance-id", id.instance_id));
-    PML_RETURN_IF_ERROR(agent->log->Emit("boot-mr-done", {}));
-    PML_RETURN_IF_ERROR(agent->log->Emit("key-provider", core::AsBytes(id.key_provider_info)));
-    PML_RETURN_IF_ERROR(agent->log->Emit("system-ready", {}));
-  }
-  agent->api = std::make_unique<guest::DstackApi>(*agent->log, *agent->keys, id);
+  f.boot.state_dir = f.state_dir;
+  f.boot.tee_kind = std::string(tee::TeeKindName(agent->tee->Kind()));
+  f.boot.version = rpc::Version();
+  PML_ASSIGN_OR_RETURN(agent->boot, guest::RunBoot(f.boot, *agent->log, agent->gpus.get()));
+  PML_ASSIGN_OR_RETURN(agent->keys,
+                       guest::AppKeys::Create(agent->boot.app_key, agent->boot.kms_signature));
+  const guest::AgentIdentity& id = agent->boot.identity;
+  agent->core = std::make_unique<guest::AgentCore>(
+      *agent->log, *agent->keys, agent->boot.ca.has_value() ? &*agent->boot.ca : nullptr,
+      agent->gpus.get(), id);
+  agent->api = std::make_unique<guest::DstackApi>(*agent->core);
   for (const std::string* path : {&f.dstack_socket, &f.tappd_socket}) {
     if (path->empty())
       continue;
@@ -153,9 +200,15 @@ absl::StatusOr<std::shared_ptr<Agent>> StartAgent(const AgentFlags& f) {
     SPDLOG_INFO("dstack_socket_serving path={:?}", *path);
     agent->servers.push_back(std::move(server));
   }
-  SPDLOG_INFO("agent_ready app_id={} compose_hash={} instance_id={} tee={}",
+  SPDLOG_INFO("agent_ready app_id={} compose_hash={} instance_id={} tee={} key_provider={} "
+              "gpus={} booted_now={}",
               core::HexEncode(id.app_id), core::HexEncode(id.compose_hash),
-              core::HexEncode(id.instance_id), id.tee_kind);
+              core::HexEncode(id.instance_id), id.tee_kind, id.key_provider_info, id.gpus.size(),
+              agent->boot.emitted);
+  if (f.run_app) {
+    PML_ASSIGN_OR_RETURN(guest::RunnerSpec spec, guest::ParseRunner(id.app_compose));
+    PML_ASSIGN_OR_RETURN(agent->runner, Runner::Start(spec, f.state_dir + "/app", f));
+  }
   return agent;
 }
 
@@ -163,57 +216,93 @@ absl::StatusOr<std::shared_ptr<Agent>> StartAgent(const AgentFlags& f) {
 
 int main(int argc, char** argv) {
   CLI::App app(
-      "pml-guest-agent: runs inside every CVM; measures the app, fetches its keys and serves "
-      "quotes,\nkeys and RA-TLS certificates to the app (pml.guest.v1.GuestAgent; "
-      "dstack-compatible sockets).",
+      "pml-guest-agent: runs inside every CVM. `boot` measures the app into RTMR3 (app id, compose "
+      "hash,\nGPU attestation, instance id, key provider), verifies the GPUs, gets the app's keys "
+      "and serves;\nwithout `boot` it serves an already booted CVM (after an agent restart). It "
+      "serves quotes,\nkeys, RA-TLS certificates and evidence to the app over gRPC "
+      "(pml.guest.v1.GuestAgent) and\ndstack's HTTP sockets (@phala/dstack-sdk works unchanged).",
       "pml-guest-agent");
   pml::rpc::ServerFlags flags;
+  flags.server.listen = "";
   std::string ready_file;
   AgentFlags f;
   pml::rpc::AddServerFlags(app, flags);
   pml::rpc::AddReadyFileFlag(app, ready_file);
   app.add_option("--tee", f.tee,
-                 "TEE provider, required with the sockets: auto (configfs-tsm, else "
-                 "/dev/tdx_guest; never the simulator), configfs-tsm, tdx-guest-device, or "
-                 "simulated (UNSAFE: quotes from lib/tee's simulator prove nothing; development "
-                 "and CI only)");
+                 "TEE provider (required): auto (configfs-tsm, else /dev/tdx_guest; never the "
+                 "simulator), configfs-tsm, tdx-guest-device, or simulated (UNSAFE: quotes from "
+                 "lib/tee's simulator prove nothing; development and CI only)");
   app.add_option("--state-dir", f.state_dir,
-                 "agent state: the runtime event log, the instance-id seed, the simulator's "
-                 "RTMR3 and the development key seed (created 0700; put it on tmpfs so a reboot "
-                 "resets it)")
+                 "agent state: the runtime event log, instance-id seed, simulator RTMR3 and key "
+                 "seeds (created 0700; keep it on tmpfs so it lives exactly as long as RTMR3)")
       ->capture_default_str();
-  app.add_option("--app-compose", f.app_compose,
-                 "the app's app-compose.json as the VMM delivered it (its SHA-256 is the compose "
-                 "hash)");
-  app.add_option("--app-id", f.app_id_hex,
-                 "pinned app id, 40 hex digits (default: the first 20 bytes of the compose hash)");
+  app.add_option("--config-dir", f.boot.config_dir,
+                 "the VMM's config share: app-compose.json, .sys-config.json (vm_config), "
+                 ".instance_info (app_id, instance_id_seed)");
+  app.add_option("--app-compose", f.boot.app_compose_path,
+                 "app-compose.json outside a config dir (its SHA-256 is the compose hash)");
+  app.add_option("--app-id", f.boot.app_id_hex,
+                 "pinned app id, 40 hex digits (default: .instance_info's, else the first 20 "
+                 "bytes of the compose hash)");
+  app.add_option("--key-provider", f.boot.key_provider,
+                 "where the app's keys come from: auto (the app's key_provider), local-dev "
+                 "(development: derived from a seed sealed in --state-dir; Info says local-dev), "
+                 "kms (issue 7), none (random per boot)")
+      ->capture_default_str();
+  app.add_option("--gpus", f.gpus,
+                 "GPUs: none, auto (NVML when libnvidia-ml loads), nvml, or simulated:N (with "
+                 "--tee simulated)")
+      ->capture_default_str();
+  app.add_option("--nvml-library", f.nvml_library, "NVML library to load")->capture_default_str();
+  app.add_option("--rim-service-url", f.boot.gpu.rim_service_url,
+                 "NVIDIA RIM service for the boot GPU check")
+      ->capture_default_str();
+  app.add_option("--ocsp-url", f.boot.gpu.ocsp_url, "NVIDIA OCSP responder")->capture_default_str();
+  app.add_option("--rim-cache-dir", f.boot.gpu.rim_cache_dir, "RIM cache directory");
+  app.add_flag("--gpu-offline", f.boot.gpu.offline,
+               "verify GPUs from --rim-cache-dir only (no network)");
   app.add_option("--dstack-socket", f.dstack_socket,
                  "dstack API socket for DstackClient, e.g. /var/run/dstack.sock (default: not "
                  "served)");
   app.add_option("--tappd-socket", f.tappd_socket,
-                 "legacy Tappd API socket for TappdClient, e.g. /var/run/tappd.sock (default: not "
-                 "served)");
-  app.add_flag("--dev-key-provider", f.dev_key_provider,
-               "development only: derive the app key from a seed sealed in --state-dir instead "
-               "of the KMS (Info's key_provider_info says local-dev)");
+                 "legacy Tappd API socket for TappdClient, e.g. /var/run/tappd.sock (default: "
+                 "not served)");
+  app.add_option("--grpc-socket", f.grpc_socket,
+                 "gRPC unix socket for guest-local callers, e.g. /var/run/pml-guest.sock (every "
+                 "method; access by file permissions). --listen adds TCP with mTLS (read-only "
+                 "methods for operator and viewer)");
+  CLI::App* boot = app.add_subcommand(
+      "boot", "run the boot sequence (measure the app, verify GPUs, get keys), then serve");
+  boot->fallthrough();  // the agent's options may follow `boot`
+  boot->add_flag("--run-app", f.run_app,
+                 "then start the app's runner (docker compose up, or the bash script)");
   app.set_version_flag("--version", pml::rpc::Version());
   CLI11_PARSE(app, argc, argv);
+  f.boot.emit = boot->parsed();
+  if (flags.server.listen.empty()) {
+    if (f.grpc_socket.empty()) {
+      std::fprintf(stderr, "pml-guest-agent: error: give --grpc-socket and/or --listen\n");
+      return 2;
+    }
+    flags.server.listen = "unix:" + f.grpc_socket;
+  } else if (!f.grpc_socket.empty()) {
+    flags.server.local_listen = "unix:" + f.grpc_socket;
+  }
 
-  pml::rpc::ServiceMainOptions options{.component = "guest-agent",
-                                       .simulated_tee = f.tee == "simulated",
-
-                                       .ready_file = ready_file};
+  pml::rpc::ServiceMainOptions options{
+      .component = "guest-agent", .simulated_tee = f.tee == "simulated", .ready_file = ready_file};
   return pml::rpc::RunServiceMain(
       options, flags, pml::guest::GuestAgentRoleTable(),
       [&](const pml::rpc::ServiceEnv& env,
           pml::rpc::Metrics&) -> absl::StatusOr<pml::rpc::ServiceSet> {
-        using namespace pml::guest;  // NOLINT(google-build-using-namespace): main only
         PML_ASSIGN_OR_RETURN(std::shared_ptr<Agent> agent, StartAgent(f));
         pml::rpc::ServiceSet set;
-        auto guest_agent = std::make_shared<GuestAgentService>(env);
-        set.registered.push_back({guest_agent.get(), v1::GuestAgent::service_full_name()});
+        auto guest_agent = std::make_shared<pml::guest::GuestAgentService>(env, *agent->core);
+        set.registered.push_back(
+            {guest_agent.get(), pml::guest::v1::GuestAgent::service_full_name()});
         set.owned.push_back(guest_agent);
         set.on_shutdown = [agent]() mutable {
+          agent->runner.reset();
           for (auto& s : agent->servers)
             s->Stop();
           agent.reset();

@@ -295,7 +295,8 @@ absl::StatusOr<std::unique_ptr<RuntimeEventLog>> RuntimeEventLog::Open(absl::str
                                               std::move(entries), keep_bytes, actual));
 }
 
-absl::Status RuntimeEventLog::Emit(absl::string_view name, absl::Span<const uint8_t> payload) {
+absl::Status RuntimeEventLog::Emit(absl::string_view name, absl::Span<const uint8_t> payload,
+                                   EmitReceipt* receipt) {
   PML_RETURN_IF_ERROR(ValidateRuntimeEvent(name, payload));
   Entry entry;
   entry.event.name.assign(name.data(), name.size());
@@ -324,11 +325,15 @@ absl::Status RuntimeEventLog::Emit(absl::string_view name, absl::Span<const uint
     }
     return s;
   }
+  const tee::Measurement digest = entry.event.digest;
   absl::Status extended = tee_.ExtendRtmr(kRuntimeEventRtmr, entry.event.digest);
   if (!extended.ok()) {
-    return RecoverFromFailedExtend(extended, std::move(entry), record.size());
+    PML_RETURN_IF_ERROR(RecoverFromFailedExtend(extended, std::move(entry), record.size()));
+  } else {
+    Commit(std::move(entry), record.size());
   }
-  Commit(std::move(entry), record.size());
+  if (receipt != nullptr)
+    *receipt = EmitReceipt{entries_.size() - 1, digest, rtmr3_};
   return absl::OkStatus();
 }
 

@@ -73,6 +73,13 @@ struct RuntimeEvent {
 // "payload" and the rule broken otherwise. Pure and thread-safe.
 absl::Status ValidateRuntimeEvent(absl::string_view name, absl::Span<const uint8_t> payload);
 
+// What one Emit did.
+struct EmitReceipt {
+  size_t index = 0;           // position in the log, from 0
+  tee::Measurement digest{};  // the event digest
+  tee::Measurement rtmr3{};   // RTMR3 right after this event's extension
+};
+
 // A quote and the runtime log it was taken with (see RuntimeEventLog::GetQuoteAndLog).
 struct QuoteAndLog {
   std::vector<uint8_t> quote;
@@ -106,7 +113,9 @@ class RuntimeEventLog {
   // file fails (the partial line is removed); ExtendRtmr's error with context (the line is
   // removed, see above); kFailedPrecondition when an earlier failure left the file unrepairable
   // until the agent restarts.
-  absl::Status Emit(absl::string_view name, absl::Span<const uint8_t> payload);
+  // `receipt`, when given, receives the event's position, digest and RTMR3 after it.
+  absl::Status Emit(absl::string_view name, absl::Span<const uint8_t> payload,
+                    EmitReceipt* receipt = nullptr);
 
   // The events in order (a copy).
   std::vector<RuntimeEvent> Events() const;

@@ -1,0 +1,251 @@
+#include "services/guest-agent/boot.h"
+
+#include <algorithm>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/str_cat.h"
+#include "lib/core/file.h"
+#include "lib/core/hex.h"
+#include "lib/core/status.h"
+#include "lib/crypto/hash.h"
+
+namespace pml::guest {
+namespace {
+
+using Json = nlohmann::json;
+
+constexpr size_t kMaxConfigBytes = 1 << 20;
+
+// Reads `path` or, when missing, writes `n` random bytes there (0600) first.
+absl::StatusOr<std::vector<uint8_t>> Persisted(const std::string& path, size_t n) {
+  if (core::PathExists(path)) {
+    PML_ASSIGN_OR_RETURN(std::vector<uint8_t> b, core::ReadFileBytes(path, 4096));
+    if (b.size() != n)
+      return absl::DataLossError(absl::StrCat(path, ": ", b.size(), " bytes, want ", n));
+    return b;
+  }
+  std::vector<uint8_t> b = crypto::RandomBytes(n);
+  PML_RETURN_IF_ERROR(core::WriteFileAtomic(path, core::ToString(b), 0600));
+  return b;
+}
+
+// A JSON object from an optional file ({} when absent).
+absl::StatusOr<Json> OptionalJson(const std::string& path) {
+  if (path.empty() || !core::PathExists(path))
+    return Json::object();
+  PML_ASSIGN_OR_RETURN(std::string text, core::ReadFile(path, kMaxConfigBytes));
+  Json j = Json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
+  return j;
+}
+
+// Hex bytes of field `name` ("" / absent: empty). `want` = required length when non-empty.
+absl::StatusOr<std::vector<uint8_t>> HexOf(const Json& j, const char* name, size_t want,
+                                           const std::string& file) {
+  if (!j.contains(name) || j[name].is_null())
+    return std::vector<uint8_t>();
+  if (!j[name].is_string())
+    return absl::InvalidArgumentError(absl::StrCat(file, ": ", name, ": want a hex string"));
+  std::string text = j[name].get<std::string>();
+  if (text.rfind("0x", 0) == 0)
+    text.erase(0, 2);
+  if (text.empty())
+    return std::vector<uint8_t>();
+  auto b = core::HexDecode(text);
+  if (!b.ok() || b->size() != want) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(file, ": ", name, ": want ", want, " bytes of hex"));
+  }
+  return *b;
+}
+
+bool BoolField(const Json& j, const char* name) {
+  return j.contains(name) && j[name].is_boolean() && j[name].get<bool>();
+}
+
+std::string StrField(const Json& j, const char* name) {
+  return j.contains(name) && j[name].is_string() ? j[name].get<std::string>() : std::string();
+}
+
+// The payload of the first event named `name` in the log, nullopt when none.
+std::optional<std::vector<uint8_t>> Logged(const std::vector<RuntimeEvent>& events,
+                                           absl::string_view name) {
+  for (const auto& e : events) {
+    if (e.name == name)
+      return e.payload;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+absl::StatusOr<RunnerSpec> ParseRunner(const std::string& app_compose) {
+  RunnerSpec r;
+  Json j = Json::parse(app_compose, nullptr, false);
+  if (!j.is_object())
+    return r;
+  r.runner = StrField(j, "runner");
+  if (r.runner == "docker-compose") {
+    r.script = StrField(j, "docker_compose_file");
+  } else if (r.runner == "bash") {
+    r.script = StrField(j, "bash_script");
+  } else if (!r.runner.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "app-compose.json: runner: \"", r.runner.substr(0, 32),
+        "\" is not supported (docker-compose, bash)"));
+  }
+  return r;
+}
+
+absl::StatusOr<BootState> RunBoot(const BootOptions& o, RuntimeEventLog& log, GpuSource* gpus) {
+  BootState st;
+  AgentIdentity& id = st.identity;
+  id.tee_kind = o.tee_kind;
+  id.version = o.version;
+
+  // 1. The app config.
+  std::string compose_path = o.app_compose_path;
+  if (compose_path.empty() && !o.config_dir.empty())
+    compose_path = o.config_dir + "/app-compose.json";
+  if (compose_path.empty())
+    return absl::InvalidArgumentError("no app config: give --config-dir or --app-compose");
+  PML_ASSIGN_OR_RETURN(id.app_compose, core::ReadFile(compose_path, kMaxConfigBytes));
+  const Json compose = Json::parse(id.app_compose, nullptr, false);
+  if (compose.is_discarded() || !compose.is_object())
+    return absl::InvalidArgumentError(absl::StrCat(compose_path, ": not a JSON object"));
+  PML_RETURN_IF_ERROR(ParseRunner(id.app_compose).status());
+  id.app_name = StrField(compose, "name");
+  const std::string sys_path = o.config_dir.empty() ? "" : o.config_dir + "/.sys-config.json";
+  const std::string inst_path = o.config_dir.empty() ? "" : o.config_dir + "/.instance_info";
+  PML_ASSIGN_OR_RETURN(Json sys, OptionalJson(sys_path));
+  PML_ASSIGN_OR_RETURN(Json inst, OptionalJson(inst_path));
+  if (sys.contains("vm_config")) {
+    id.vm_config = sys["vm_config"].is_string() ? sys["vm_config"].get<std::string>()
+                                                : sys["vm_config"].dump();
+    Json vm = Json::parse(id.vm_config, nullptr, false);
+    if (vm.is_object()) {
+      PML_ASSIGN_OR_RETURN(id.os_image_hash, HexOf(vm, "os_image_hash", 32, "vm_config"));
+    }
+  }
+
+  // 2. Identities.
+  const auto compose_hash = crypto::Sha256(id.app_compose);
+  id.compose_hash.assign(compose_hash.begin(), compose_hash.end());
+  if (!o.app_id_hex.empty()) {
+    auto pinned = core::HexDecode(o.app_id_hex);
+    if (!pinned.ok() || pinned->size() != 20)
+      return absl::InvalidArgumentError("--app-id: want 20 bytes (40 hex digits)");
+    id.app_id = *pinned;
+  } else {
+    PML_ASSIGN_OR_RETURN(id.app_id, HexOf(inst, "app_id", 20, inst_path));
+    if (id.app_id.empty())
+      id.app_id.assign(id.compose_hash.begin(), id.compose_hash.begin() + 20);
+  }
+  if (!BoolField(compose, "no_instance_id")) {
+    PML_ASSIGN_OR_RETURN(std::vector<uint8_t> seed, HexOf(inst, "instance_id_seed", 20, inst_path));
+    if (seed.empty()) {
+      PML_ASSIGN_OR_RETURN(seed, Persisted(o.state_dir + "/instance-id-seed", 20));
+    }
+    std::string input(seed.begin(), seed.end());
+    input.append(id.app_id.begin(), id.app_id.end());
+    const auto instance = crypto::Sha256(input);
+    id.instance_id.assign(instance.begin(), instance.begin() + 20);
+  }
+
+  // 3. GPUs.
+  std::string gpu_event;
+  if (gpus != nullptr) {
+    const std::vector<uint8_t> nonce = crypto::RandomBytes(32);
+    PML_ASSIGN_OR_RETURN(GpuGateResult g, RunGpuGate(*gpus, o.gpu, nonce));
+    id.gpus = g.devices;
+    id.gpu_evidence_json = g.evidence_json;
+    gpu_event = g.event_payload;
+    if (!g.devices.empty()) {
+      SPDLOG_INFO("gpu_gate passed gpus={} simulated={}", g.devices.size(), gpus->simulated());
+    }
+  }
+
+  // 4. Keys.
+  std::string provider = o.key_provider;
+  if (provider == "auto") {
+    const std::string kp = StrField(compose, "key_provider");
+    if (kp == "kms" || (kp.empty() && BoolField(compose, "kms_enabled"))) {
+      provider = "kms";
+    } else if (kp == "local" || BoolField(compose, "local_key_provider_enabled")) {
+      provider = "local-dev";
+    } else {
+      provider = "none";
+    }
+  }
+  if (provider == "kms") {
+    return absl::FailedPreconditionError(
+        "key provider kms: the KMS key release lands with issue 7; use --key-provider=local-dev "
+        "for development");
+  }
+  if (provider == "local-dev") {
+    PML_ASSIGN_OR_RETURN(std::vector<uint8_t> seed,
+                         Persisted(o.state_dir + "/dev-app-key-seed", 32));
+    PML_ASSIGN_OR_RETURN(LocalDevKeys dev,
+                         MakeLocalDevKeys(crypto::SecretBytes(std::move(seed)), id.app_id));
+    st.app_key = std::move(dev.app_key);
+    st.ca = std::move(dev.ca);
+    id.key_provider_info = std::move(dev.key_provider_info);
+    id.key_provider = KeyProviderKind::kLocalDev;
+  } else if (provider == "none") {
+    // dstack's "none": keys random per boot; kept in the state dir so an agent restart within
+    // the boot keeps them.
+    PML_ASSIGN_OR_RETURN(std::vector<uint8_t> seed,
+                         Persisted(o.state_dir + "/ephemeral-app-key-seed", 32));
+    PML_ASSIGN_OR_RETURN(LocalDevKeys dev,
+                         MakeLocalDevKeys(crypto::SecretBytes(std::move(seed)), id.app_id));
+    st.app_key = std::move(dev.app_key);
+    st.ca = std::move(dev.ca);
+    id.key_provider_info = R"({"name":"none","id":""})";
+    id.key_provider = KeyProviderKind::kNone;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--key-provider: \"", provider.substr(0, 32), "\" (auto, local-dev, kms or none)"));
+  }
+
+  // 5. Boot events, once per boot.
+  const std::vector<RuntimeEvent> events = log.Events();
+  if (!events.empty()) {
+    struct Want {
+      const char* name;
+      const std::vector<uint8_t>& value;
+    };
+    for (const Want& w : {Want{"app-id", id.app_id}, Want{"compose-hash", id.compose_hash},
+                          Want{"instance-id", id.instance_id}}) {
+      auto logged = Logged(events, w.name);
+      if (!logged.has_value() || *logged != w.value) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "the runtime log of this boot records ", w.name, " ",
+            logged.has_value() ? core::HexEncode(*logged) : std::string("(none)"), ", but the ",
+            "config now gives ", core::HexEncode(w.value),
+            ": the app config changed under a measured boot; reboot the CVM"));
+      }
+    }
+    return st;
+  }
+  if (!o.emit) {
+    return absl::FailedPreconditionError(
+        "not booted: the runtime log is empty; start with `pml-guest-agent boot`");
+  }
+  PML_RETURN_IF_ERROR(log.Emit("system-preparing", {}));
+  PML_RETURN_IF_ERROR(log.Emit("app-id", id.app_id));
+  PML_RETURN_IF_ERROR(log.Emit("compose-hash", id.compose_hash));
+  if (!gpu_event.empty())
+    PML_RETURN_IF_ERROR(log.Emit("gpu-attestation", core::AsBytes(gpu_event)));
+  PML_RETURN_IF_ERROR(log.Emit("instance-id", id.instance_id));
+  PML_RETURN_IF_ERROR(log.Emit("boot-mr-done", {}));
+  PML_RETURN_IF_ERROR(log.Emit("key-provider", core::AsBytes(id.key_provider_info)));
+  PML_RETURN_IF_ERROR(log.Emit("system-ready", {}));
+  st.emitted = true;
+  return st;
+}
+
+}  // namespace pml::guest
