@@ -76,7 +76,7 @@ struct TlsKeyRequest {
   bool usage_client_auth = false;
   std::optional<absl::Time> not_before;
   std::optional<absl::Time> not_after;
-  bool with_app_info = false;  // embeds the app id extension
+  bool with_app_info = false;  // embeds the app id extension (.1.3; dstack HEAD's msgpack .1.9 is not emitted)
   // Tappd.DeriveKey: the key is derived from the app key for this path (deterministic) instead
   // of random.
   std::optional<std::string> derive_path;
@@ -137,7 +137,7 @@ class AgentCore {
   AppKeys& keys_;
   const AppCa* ca_;
   GpuSource* gpus_;
-  const AgentIdentity identity_;
+  AgentIdentity identity_;  // boot_log_json made compact once, in the constructor
 };
 
 // The local development key provider: from a 32-byte seed sealed in the agent's state dir,

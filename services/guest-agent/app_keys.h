@@ -46,6 +46,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "lib/crypto/ossl.h"
+#include "lib/crypto/secp256k1.h"
 #include "lib/crypto/secret_bytes.h"
 
 namespace pml::guest {
@@ -138,23 +139,12 @@ class AppKeys {
   const std::vector<uint8_t> kms_signature_;
 };
 
-// Keccak-256 (the original Keccak padding, as Ethereum and dstack use; not SHA3-256, which
-// OpenSSL 3.0 has; Keccak-256 arrived only in OpenSSL 3.2).
-std::array<uint8_t, 32> Keccak256(absl::Span<const uint8_t> data);
+// The secp256k1 primitives live in lib/crypto/secp256k1.h; these names stay for callers here.
+using crypto::Keccak256;
+using crypto::RecoverSecp256k1PublicKey;
+using crypto::SignSecp256k1Recoverable;
 
 // The text chain[0] signs (before keccak256): purpose ‖ ":" ‖ lower-hex(public_key).
 std::string KeyChainMessage(absl::string_view purpose, absl::Span<const uint8_t> public_key);
-
-// A recoverable secp256k1 ECDSA signature r ‖ s ‖ v (65 bytes, low s, v ∈ {0,1}) over a 32-byte
-// digest, as Ethereum's sign_recoverable. kInvalidArgument when the key is not secp256k1 or the
-// digest is not 32 bytes; kInternal if OpenSSL fails.
-absl::StatusOr<std::vector<uint8_t>> SignSecp256k1Recoverable(const EVP_PKEY& key,
-                                                              absl::Span<const uint8_t> digest);
-
-// The SEC1-compressed public key (33 bytes) that produced a recoverable signature over a 32-byte
-// digest; v may be 0/1 or 27/28. kInvalidArgument when the digest or signature is malformed or
-// recovers no key (a signature that recovers *some* key is not thereby valid: compare it).
-absl::StatusOr<std::vector<uint8_t>> RecoverSecp256k1PublicKey(absl::Span<const uint8_t> digest,
-                                                               absl::Span<const uint8_t> signature);
 
 }  // namespace pml::guest

@@ -102,6 +102,10 @@ absl::StatusOr<RunnerSpec> ParseRunner(const std::string& app_compose) {
 }
 
 absl::StatusOr<BootState> RunBoot(const BootOptions& o, RuntimeEventLog& log, GpuSource* gpus) {
+  if (!o.emit && log.Size() == 0) {
+    return absl::FailedPreconditionError(
+        "not booted: the runtime log is empty; start with `pml-guest-agent boot`");
+  }
   BootState st;
   AgentIdentity& id = st.identity;
   id.tee_kind = o.tee_kind;
@@ -230,10 +234,6 @@ absl::StatusOr<BootState> RunBoot(const BootOptions& o, RuntimeEventLog& log, Gp
       }
     }
     return st;
-  }
-  if (!o.emit) {
-    return absl::FailedPreconditionError(
-        "not booted: the runtime log is empty; start with `pml-guest-agent boot`");
   }
   PML_RETURN_IF_ERROR(log.Emit("system-preparing", {}));
   PML_RETURN_IF_ERROR(log.Emit("app-id", id.app_id));

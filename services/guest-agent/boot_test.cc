@@ -171,6 +171,29 @@ TEST_F(BootTest, AGpuWithCcOffStopsTheBootBeforeAnyKeyOrEvent) {
   EXPECT_FALSE(std::filesystem::exists(dir_ / "state/dev-app-key-seed"));
 }
 
+// NVML's path, against the fake libnvidia-ml (lib/tee/testing/fake_nvml.c): CC off is refused by
+// the gate; with CC on its reports are not real SPDM evidence, so verification refuses them.
+TEST_F(BootTest, NvmlGpusThatAreNotConfidentialOrNotGenuineStopTheBoot) {
+  setenv("PML_FAKE_NVML_GPUS", "2", 1);
+  setenv("PML_FAKE_NVML_CC", "0", 1);
+  auto off = MakeNvmlGpus(PML_FAKE_NVML_PATH);
+  ASSERT_THAT(off, IsOk());
+  auto st = RunBoot(options_, *log_, off->get());
+  EXPECT_EQ(st.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(st.status().message()), HasSubstr("confidential computing is off"));
+  off->reset();
+  setenv("PML_FAKE_NVML_CC", "1", 1);
+  auto on = MakeNvmlGpus(PML_FAKE_NVML_PATH);
+  ASSERT_THAT(on, IsOk());
+  options_.gpu.offline = true;
+  st = RunBoot(options_, *log_, on->get());
+  EXPECT_EQ(st.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(st.status().message()), HasSubstr("failed verification"));
+  EXPECT_EQ(log_->Size(), 0u);
+  unsetenv("PML_FAKE_NVML_GPUS");
+  unsetenv("PML_FAKE_NVML_CC");
+}
+
 TEST_F(BootTest, KeyProvidersAndBadConfig) {
   Write("config/app-compose.json", R"({"name":"k","kms_enabled":true})");
   auto kms = RunBoot(options_, *log_, nullptr);

@@ -55,7 +55,13 @@ absl::StatusOr<GpuGateResult> RunGpuGate(GpuSource& source, const GpuGateOptions
     d.certificate_chain = e.chain_pem;
     in.devices.push_back(std::move(d));
   }
-  PML_ASSIGN_OR_RETURN(attestation::GpuVerification v, verifier->Verify(in));
+  absl::StatusOr<attestation::GpuVerification> verified = verifier->Verify(in);
+  if (!verified.ok()) {
+    // Evidence the verifier cannot even read is a failed GPU, not a bad request of ours.
+    return absl::FailedPreconditionError(absl::StrCat(
+        "GPU evidence failed verification: ", verified.status().message(), "; refusing to boot"));
+  }
+  attestation::GpuVerification& v = *verified;
   for (size_t i = 0; i < v.devices.size(); ++i) {
     const auto& out = v.devices[i];
     const GpuDeviceInfo& g = evidence[i].info;

@@ -1,28 +1,73 @@
-"""pml-guest-agent's dstack sockets (issue 6, in progress) with the simulated TEE, driven by the
-real @phala/dstack-sdk from npm (tests/node/dstack_sdk_client.js) and by raw HTTP: the SDK's own
-checks pass (quote report data, replayRtmrs() equal to the quote's RTMRs, getKey stability, Info,
-emitEvent, sign/verify, TappdClient.tdxQuote('test')); keys and identity survive an agent restart;
-100 concurrent EmitEvent calls leave a log that replays exactly to RTMR3; bad input (oversized
-body, half-sent request, non-hex, unknown algorithm) gets a clear error and the agent keeps
-serving.
+"""pml-guest-agent (issue 6) with the simulated TEE, booted by `pml-guest-agent boot` (local-dev key
+provider, two simulated GPUs), driven by the real @phala/dstack-sdk from npm
+(tests/node/dstack_sdk_client.js), by raw HTTP and by gRPC (unix socket and TCP mTLS):
+ - the SDK's own checks pass (quote report data, replayRtmrs() equal to the quote's RTMRs, getKey
+   stability, Info, emitEvent, sign/verify, TappdClient.tdxQuote('test'), getTlsKey, attest,
+   TappdClient.deriveKey); keys and identity survive a restart WITHOUT `boot` (serve-only), which
+   emits no second set of boot events; serve-only on an unbooted state dir is refused;
+ - the boot events are in the log in order and replay to RTMR3;
+ - getTlsKey's chain passes `openssl verify`, its leaf holds the private key's public key, and its
+   RA-TLS extensions (parsed with python3-cryptography) carry a quote whose report data is
+   SHA-512("ratls-cert:" || SPKI DER), which `pmlctl verify quote --trust-simulated-tee` verifies
+   (with simulated collateral built here from lib/tee's public labels) and whose RTMR3 the embedded
+   event log replays to; the key-provider event names the chain's root key;
+ - /Attest's EvidenceBundle (decoded with protoc-generated stubs) binds the report data and two
+   GPU reports (nonce SHA-256("pml-gpu-nonce:" || report data)) and is allowed by a pml-verifier
+   started with --trust-simulated-tee under a policy pinning the compose hash and app id, and
+   refused for the wrong report data or without allow_simulated;
+ - gRPC on the unix socket serves every method (GetQuote zero-pads, GetKey is stable and matches
+   the dstack socket's, GetInfo, EmitEvent's rtmr3 equals the next quote's, Sign/Verify ed25519);
+   over TCP mTLS the viewer and the operator get quotes but GetKey/GetTlsKey/EmitEvent/Sign answer
+   PERMISSION_DENIED;
+ - 100 concurrent EmitEvent calls leave a log that replays exactly to RTMR3; bad input (oversized
+   body, half-sent request, non-hex, unknown algorithm, bad alt name, boot event name) gets a clear
+   error and the agent keeps serving.
 
 Run: PML_BUILD_DIR=build /usr/bin/python3 tests/integration/guest_agent_test.py
 """
+import datetime
 import hashlib
+import importlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import unittest
 
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
+# verifier_test generates the pml.common/attestation stubs into GEN at import (and puts GEN on the
+# path); the guest stubs are added to the same place.
+from verifier_test import GEN, att, call, channel  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 NODE_DIR = os.path.join(ROOT, "tests", "node")
+
+subprocess.run(["protoc", f"-I{ROOT}/proto", "-I/usr/include", f"--python_out={GEN}",
+                "pml/guest/v1/guest.proto"], check=True)
+gpb = importlib.import_module("pml.guest.v1.guest_pb2")
+evpb = importlib.import_module("pml.common.v1.evidence_pb2")
+GUEST_SVC = "/pml.guest.v1.GuestAgent/"
+
+# RA-TLS extensions (lib/ratls/cert.h, dstack's OIDs under PEN 62397).
+OID_QUOTE = x509.ObjectIdentifier("1.3.6.1.4.1.62397.1.1")
+OID_EVENT_LOG = x509.ObjectIdentifier("1.3.6.1.4.1.62397.1.2")
+OID_APP_ID = x509.ObjectIdentifier("1.3.6.1.4.1.62397.1.3")
+OID_USAGE = x509.ObjectIdentifier("1.3.6.1.4.1.62397.1.4")
+BOOT_EVENTS = ["system-preparing", "app-id", "compose-hash", "gpu-attestation", "instance-id",
+               "boot-mr-done", "key-provider", "system-ready"]
 
 
 def http(sock_path, path, body, raw=None, timeout=20):
@@ -59,7 +104,173 @@ def replay(digests):
     return mr.hex()
 
 
+def replay_log(event_log_json):
+    """RTMR3 (hex) that a dstack event log's IMR 3 entries replay to."""
+    return replay([e["digest"] for e in json.loads(event_log_json) if e["imr"] == 3])
+
+
+# TD report fields of a v4 quote (48-byte header, TD report 1.0 at 48).
+def quote_rtmr3(quote):
+    return quote[48 + 472:48 + 520].hex()
+
+
+def quote_report_data(quote):
+    return quote[48 + 520:48 + 584]
+
+
+def der_octet_string(der):
+    """Contents of one DER OCTET STRING (short or long form length; nothing may follow)."""
+    assert der[0] == 0x04, f"not an OCTET STRING: tag {der[0]:#x}"
+    n, i = der[1], 2
+    if n & 0x80:
+        k = n & 0x7F
+        assert 1 <= k <= 4 and der[2] != 0, "bad long-form length"
+        n, i = int.from_bytes(der[2:2 + k], "big"), 2 + k
+        assert n >= 0x80, "long form for a short length"
+    assert len(der) == i + n, f"length {n} but {len(der) - i} bytes follow"
+    return der[i:]
+
+
+def ext_bytes(cert, oid):
+    return der_octet_string(cert.extensions.get_extension_for_oid(oid).value.value)
+
+
+def spki_der(public_key):
+    return public_key.public_bytes(serialization.Encoding.DER,
+                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def simulated_collateral(quote):
+    """collateral.json for quotes of lib/tee's simulator, built from the simulator's public
+    definition (lib/tee/simulated_pki.{h,cc}: keys are P-256 scalars SHA-256(label); TCB info and
+    QE identity rate the simulated platform UpToDate). Nothing is secret there by design; pmlctl and
+    pml-verifier take collateral only from outside, so the test issues it as an operator would
+    import Intel's. The root and Platform CA certificates come from the quote's PCK chain; the root
+    key derived here must be the one the quote chains to."""
+    def key(label):
+        return ec.derive_private_key(int.from_bytes(hashlib.sha256(label.encode()).digest(), "big"),
+                                     ec.SECP256R1())
+
+    def sign_raw(k, data):
+        r, s_ = decode_dss_signature(k.sign(data, ec.ECDSA(hashes.SHA256())))
+        return (r.to_bytes(32, "big") + s_.to_bytes(32, "big")).hex()
+
+    def compact(o):
+        return json.dumps(o, separators=(",", ":"))
+
+    def pem(c):
+        return c.public_bytes(serialization.Encoding.PEM).decode()
+
+    pems = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n?", quote, re.S)
+    assert len(pems) == 3, f"{len(pems)} certificates in the quote's PCK chain"
+    _, platform, root = [x509.load_pem_x509_certificate(p) for p in pems]
+    root_k = key("pml simulated tdx root v1")
+    platform_k = key("pml simulated tdx pck platform ca v1")
+    tcb_k = key("pml simulated tdx tcb signing v1")
+    assert spki_der(root.public_key()) == spki_der(root_k.public_key()), "not the simulated root"
+
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    issued, next_update = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=30)
+    t = lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    up, old = "2024-03-13T00:00:00Z", "2023-08-09T00:00:00Z"
+
+    def sgx_components(svns):
+        names = {0: ("BIOS", "Early Microcode Update"), 1: ("OS/VMM", "SGX Late Microcode Update"),
+                 2: ("OS/VMM", "TXT SINIT"), 3: ("BIOS", None), 4: ("BIOS", None),
+                 5: ("BIOS", None), 7: ("OS/VMM", "SEAMLDR ACM")}
+        out = []
+        for i, v in enumerate(svns):
+            c = {"svn": v}
+            if i in names:
+                c["category"] = names[i][0]
+                if names[i][1]:
+                    c["type"] = names[i][1]
+            out.append(c)
+        return out
+
+    def tdx_components(svns):
+        out = []
+        for i, v in enumerate(svns):
+            c = {"svn": v}
+            if i in (0, 1):
+                c.update(category="OS/VMM", type="TDX Module")
+            elif i == 2:
+                c.update(category="OS/VMM", type="TDX Late Microcode Update")
+            out.append(c)
+        return out
+
+    def level(isvsvn, date, status):
+        return {"tcb": {"isvsvn": isvsvn}, "tcbDate": date, "tcbStatus": status}
+
+    def module(ident, levels):
+        return {"id": ident, "mrsigner": "0" * 96, "attributes": "0" * 16,
+                "attributesMask": "F" * 16, "tcbLevels": levels}
+
+    sgx = [3, 3, 2, 2, 4, 1, 0, 5] + [0] * 8   # kSimulatedSgxTcbComponents
+    tee = [5, 1, 2] + [0] * 13                  # kSimulatedTeeTcbSvn
+    tdx_now, tdx_old = [0] * 16, [0] * 16
+    tdx_now[0], tdx_now[2] = tee[0], tee[2]
+    tdx_old[0], tdx_old[2] = tee[0] - 2, tee[2] - 1
+    tcb_info = compact({
+        "id": "TDX", "version": 3, "issueDate": t(issued), "nextUpdate": t(next_update),
+        "fmspc": "FF514D000000", "pceId": "0000", "tcbType": 0, "tcbEvaluationDataNumber": 17,
+        "tdxModule": {"mrsigner": "0" * 96, "attributes": "0" * 16, "attributesMask": "F" * 16},
+        "tdxModuleIdentities": [module("TDX_03", [level(3, up, "UpToDate")]),
+                                module("TDX_01", [level(tee[0], up, "UpToDate"),
+                                                  level(tee[0] - 2, old, "OutOfDate")])],
+        "tcbLevels": [
+            {"tcb": {"sgxtcbcomponents": sgx_components(sgx), "pcesvn": 11,
+                     "tdxtcbcomponents": tdx_components(tdx_now)},
+             "tcbDate": up, "tcbStatus": "UpToDate"},
+            {"tcb": {"sgxtcbcomponents": sgx_components(sgx), "pcesvn": 5,
+                     "tdxtcbcomponents": tdx_components(tdx_old)},
+             "tcbDate": old, "tcbStatus": "OutOfDate", "advisoryIDs": ["PML-SIMULATED-SA-00001"]}]})
+    qe_identity = compact({
+        "id": "TD_QE", "version": 2, "issueDate": t(issued), "nextUpdate": t(next_update),
+        "tcbEvaluationDataNumber": 17, "miscselect": "00000000", "miscselectMask": "FFFFFFFF",
+        "attributes": "11" + "0" * 30, "attributesMask": "FBFFFFFFFFFFFFFF" + "0" * 16,
+        "mrsigner": hashlib.sha256(b"pml simulated td qe mrsigner v1").hexdigest().upper(),
+        "isvprodid": 2, "tcbLevels": [level(4, up, "UpToDate"), level(2, old, "OutOfDate")]})
+    tcb_cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "PML SIMULATED TEE - not Intel"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "PML SIMULATED SGX TCB Signing")]))
+        .issuer_name(root.subject).public_key(tcb_k.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc))
+        .not_valid_after(datetime.datetime(2049, 12, 31, 23, 59, 59, tzinfo=datetime.timezone.utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, True, False, False, False, False),
+                       critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(tcb_k.public_key()), False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_k.public_key()),
+                       False)
+        .sign(root_k, hashes.SHA256()))
+
+    def crl(issuer, k):
+        return (x509.CertificateRevocationListBuilder().issuer_name(issuer.subject)
+                .last_update(issued).next_update(next_update).sign(k, hashes.SHA256())
+                .public_bytes(serialization.Encoding.DER).hex())
+
+    chain = pem(tcb_cert) + pem(root)
+    return json.dumps({
+        "pck_crl_issuer_chain": pem(platform) + pem(root), "root_ca_crl": crl(root, root_k),
+        "pck_crl": crl(platform, platform_k), "tcb_info_issuer_chain": chain,
+        "tcb_info": tcb_info, "tcb_info_signature": sign_raw(tcb_k, tcb_info.encode()),
+        "qe_identity_issuer_chain": chain, "qe_identity": qe_identity,
+        "qe_identity_signature": sign_raw(tcb_k, qe_identity.encode())}, indent=1)
+
+
+def guest_call(ch, method, req, resp_type, timeout=30):
+    stub = ch.unary_unary(GUEST_SVC + method, request_serializer=lambda m: m.SerializeToString(),
+                          response_deserializer=resp_type.FromString)
+    return stub(req, timeout=timeout)
+
+
 class GuestAgentTest(unittest.TestCase):
+    latest_sdk = None  # the last SDK run's findings (test_1 sets it; later tests reuse it)
+
     @classmethod
     def setUpClass(cls):
         cls.stack = harness.Stack()
@@ -67,12 +278,17 @@ class GuestAgentTest(unittest.TestCase):
         cls.compose = os.path.join(d, "app-compose.json")
         with open(cls.compose, "w") as f:
             f.write('{"name":"sdk-test","runner":"docker-compose","docker_compose_file":"x"}')
+        with open(cls.compose, "rb") as f:
+            cls.compose_hash = hashlib.sha256(f.read()).digest()
         cls.dstack = os.path.join(d, "dstack.sock")
         cls.tappd = os.path.join(d, "tappd.sock")
+        cls.grpc_sock = os.path.join(d, "guest.sock")
+        # Serve-only flags; `boot` in front runs the boot sequence first (its options fall through).
         cls.args = ["--tee", "simulated", "--state-dir", os.path.join(d, "agent-state"),
                     "--app-compose", cls.compose, "--dstack-socket", cls.dstack,
-                    "--tappd-socket", cls.tappd, "--dev-key-provider"]
-        cls.svc = cls.stack.start("guest-agent", extra_args=cls.args)
+                    "--tappd-socket", cls.tappd, "--key-provider", "local-dev",
+                    "--gpus", "simulated:2", "--grpc-socket", cls.grpc_sock]
+        cls.svc = cls.stack.start("guest-agent", extra_args=["boot", *cls.args])
 
     @classmethod
     def tearDownClass(cls):
@@ -87,19 +303,83 @@ class GuestAgentTest(unittest.TestCase):
         self.assertTrue(lines, r.stdout + r.stderr)
         out = json.loads(lines[-1])
         self.assertTrue(out.get("ok"), out.get("error", "") + "\n" + self.svc.log()[-3000:])
+        GuestAgentTest.latest_sdk = out
         return out
+
+    def sdk_result(self):
+        return GuestAgentTest.latest_sdk or self.sdk("first")
+
+    def quote(self, report_data_hex="00"):
+        st, body = http(self.dstack, "/GetQuote", json.dumps({"report_data": report_data_hex}))
+        self.assertEqual(st, 200, body)
+        r = json.loads(body)
+        return bytes.fromhex(r["quote"]), r["event_log"]
+
+    def pmlctl_verify(self, quote, *flags):
+        with tempfile.TemporaryDirectory(dir=self.stack.dir) as d:
+            qf, cf = os.path.join(d, "quote.bin"), os.path.join(d, "collateral.json")
+            with open(qf, "wb") as f:
+                f.write(quote)
+            with open(cf, "w") as f:
+                f.write(simulated_collateral(quote))
+            r = harness.pmlctl("verify", "quote", qf, "--collateral", cf, "--json", *flags,
+                               check=False)
+        return r.returncode, (json.loads(r.stdout) if r.stdout.startswith("{") else r.stdout
+                              + r.stderr)
 
     def test_1_sdk_checks_pass_and_survive_a_restart(self):
         first = self.sdk("first")
-        with open(self.compose, "rb") as f:
-            self.assertEqual(first["compose_hash"], hashlib.sha256(f.read()).hexdigest())
+        self.assertEqual(first["compose_hash"], self.compose_hash.hex())
         self.assertEqual(first["app_id"], first["compose_hash"][:40])
+        _, log_before = self.quote()
         self.assertEqual(self.stack.stop("guest-agent"), 0)
         os.remove(os.path.join(self.stack.dir, "guest-agent.ready"))
+        # Restart WITHOUT `boot`: the serve-only path reads the booted state.
         type(self).svc = self.stack.start("guest-agent", extra_args=self.args)
         again = self.sdk("again")
-        for k in ("key_wallet_eth", "app_id", "instance_id", "compose_hash"):
+        for k in ("key_wallet_eth", "app_id", "instance_id", "compose_hash", "derive_svc_key"):
             self.assertEqual(first[k], again[k], k)
+        # Same app key provider: the root of the TLS chains is the same key (certificates are
+        # issued again), and the app CA key too.
+        for i in (1, 2):
+            a, b = (x509.load_pem_x509_certificate(o["tls_chain"][i].encode())
+                    for o in (first, again))
+            self.assertEqual(spki_der(a.public_key()), spki_der(b.public_key()), i)
+        # No second boot: the boot events appear once, and the restart kept the log's prefix.
+        _, log_after = self.quote()
+        names = [e["event"] for e in json.loads(log_after) if e["imr"] == 3]
+        for n in BOOT_EVENTS:
+            self.assertEqual(names.count(n), 1, n)
+        before = json.loads(log_before)
+        self.assertEqual(json.loads(log_after)[:len(before)], before)
+
+    def test_1b_serve_only_refuses_an_unbooted_state_dir(self):
+        d = tempfile.mkdtemp(dir=self.stack.dir)
+        pki = self.stack.pki
+        args = [harness.binary(harness.SERVICES["guest-agent"][0]), "--listen", "127.0.0.1:0",
+                "--metrics-listen", "", "--tls-cert", os.path.join(pki, "server-guest-agent.pem"),
+                "--tls-key", os.path.join(pki, "server-guest-agent.key"),
+                "--tls-ca", os.path.join(pki, "ca.pem"), "--tee", "simulated",
+                "--state-dir", os.path.join(d, "state"), "--app-compose", self.compose,
+                "--key-provider", "local-dev", "--dstack-socket", os.path.join(d, "d.sock")]
+        r = subprocess.run(args, capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("not booted", r.stdout + r.stderr)
+
+    def test_1c_boot_events_are_logged_in_order_and_replay(self):
+        quote, log_json = self.quote()
+        log = json.loads(log_json)
+        names = [e["event"] for e in log if e["imr"] == 3 and e["event"] in BOOT_EVENTS]
+        self.assertEqual(names, BOOT_EVENTS)
+        self.assertEqual(replay_log(log_json), quote_rtmr3(quote))
+        by_name = {e["event"]: e for e in log}
+        self.assertEqual(by_name["compose-hash"]["event_payload"], self.compose_hash.hex())
+        self.assertEqual(by_name["app-id"]["event_payload"], self.compose_hash[:20].hex())
+        kp = json.loads(bytes.fromhex(by_name["key-provider"]["event_payload"]))
+        self.assertEqual(kp["name"], "local-dev")
+        # The measured key provider id is the root of the app's TLS chains (SHA-256 of its SPKI).
+        root = x509.load_pem_x509_certificate(self.sdk_result()["tls_chain"][2].encode())
+        self.assertEqual(kp["id"], hashlib.sha256(spki_der(root.public_key())).hexdigest())
 
     def test_2_concurrent_emits_replay_exactly_to_rtmr3(self):
         errors = []
@@ -141,6 +421,18 @@ class GuestAgentTest(unittest.TestCase):
         self.assertIn("rsa", json.loads(body)["error"])
         st, _ = http(self.dstack, "/GetQuote", b"{" + b"a" * (10 << 20))
         self.assertEqual(st, 413)
+        st, body = http(self.dstack, "/GetTlsKey", json.dumps(
+            {"subject": "app.example", "alt_names": ["a b"], "usage_ra_tls": False}))
+        self.assertEqual(st, 400, body)
+        self.assertIn("alt_names", json.loads(body)["error"])
+        _, log_before = self.quote()
+        for name in BOOT_EVENTS:
+            st, body = http(self.dstack, "/EmitEvent",
+                            json.dumps({"event": name, "payload": "00"}))
+            self.assertEqual(st, 400, (name, body))
+            self.assertIn("error", json.loads(body))
+        _, log_after = self.quote()
+        self.assertEqual(log_after, log_before, "a refused EmitEvent changed the log")
         # Half-sent requests and a client that leaves without reading.
         for _ in range(5):
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -153,7 +445,297 @@ class GuestAgentTest(unittest.TestCase):
         s.close()
         st, body = http(self.dstack, "/Version", "{}")
         self.assertEqual(st, 200, body)
+        st, body = http(self.dstack, "/GetTlsKey", json.dumps({"subject": "ok.example"}))
+        self.assertEqual(st, 200, body)
         self.assertIsNone(self.svc.proc.poll())
+
+    def test_4_tls_key_chain_verifies_and_its_ra_tls_quote_binds_the_key(self):
+        out = self.sdk_result()
+        d = tempfile.mkdtemp(dir=self.stack.dir)
+        files = {}
+        for name, pem in zip(("leaf", "appca", "root"), out["tls_chain"]):
+            files[name] = os.path.join(d, name + ".pem")
+            with open(files[name], "w") as f:
+                f.write(pem)
+        r = subprocess.run(["openssl", "verify", "-CAfile", files["root"], "-untrusted",
+                            files["appca"], files["leaf"]], capture_output=True, text=True,
+                           timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(r.stdout.strip(), f"{files['leaf']}: OK")
+        # Without the app CA the leaf does not verify (the check above is not vacuous).
+        r = subprocess.run(["openssl", "verify", "-CAfile", files["root"], files["leaf"]],
+                           capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+
+        leaf, appca, _ = (x509.load_pem_x509_certificate(p.encode()) for p in out["tls_chain"])
+        key = serialization.load_pem_private_key(out["tls_key"].encode(), password=None)
+        self.assertIn(b"BEGIN PRIVATE KEY", out["tls_key"].encode())  # PKCS#8
+        self.assertIsInstance(key, ec.EllipticCurvePrivateKey)
+        self.assertEqual(spki_der(key.public_key()), spki_der(leaf.public_key()))
+        self.assertEqual(leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value,
+                         "app.example")
+        self.assertEqual(leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+                         .value.get_values_for_type(x509.DNSName), ["app.example"])
+        self.assertIn(ExtendedKeyUsageOID.SERVER_AUTH,
+                      leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+
+        # RA-TLS extensions.
+        quote = ext_bytes(leaf, OID_QUOTE)
+        log_json = ext_bytes(leaf, OID_EVENT_LOG).decode()
+        self.assertEqual(ext_bytes(leaf, OID_APP_ID), self.compose_hash[:20])
+        self.assertEqual(ext_bytes(leaf, OID_USAGE), b"app:custom")
+        self.assertEqual(ext_bytes(appca, OID_USAGE), b"app:ca")
+        self.assertEqual(quote_report_data(quote),
+                         hashlib.sha512(b"ratls-cert:" + spki_der(leaf.public_key())).digest())
+        self.assertEqual(replay_log(log_json), quote_rtmr3(quote))
+        self.assertIn("system-ready", [e["event"] for e in json.loads(log_json)])
+
+        # The quote verifies (simulated root trusted explicitly) ...
+        rc, res = self.pmlctl_verify(quote, "--trust-simulated-tee")
+        self.assertEqual(rc, 0, res)
+        self.assertTrue(res["verified"], res)
+        self.assertTrue(res["simulated"], res)
+        self.assertEqual(res["td_report"]["report_data"], quote_report_data(quote).hex())
+        self.assertEqual(res["td_report"]["rtmr3"], quote_rtmr3(quote))
+        # ... and is refused without that trust, or with one changed report-data byte.
+        rc, res = self.pmlctl_verify(quote)
+        self.assertEqual(rc, 1, res)
+        bad = bytearray(quote)
+        bad[48 + 520] ^= 1
+        rc, res = self.pmlctl_verify(bytes(bad), "--trust-simulated-tee")
+        self.assertEqual(rc, 1, res)
+
+        # Tappd.DeriveKey's chain: same root and app CA, the leaf holds the derived key.
+        dl, dca, droot = (x509.load_pem_x509_certificate(p.encode())
+                          for p in out["derive_svc_chain"])
+        self.assertEqual(dca, appca)
+        dkey = serialization.load_pem_private_key(out["derive_svc_key"].encode(), password=None)
+        self.assertEqual(spki_der(dkey.public_key()), spki_der(dl.public_key()))
+        dca.public_key().verify(dl.signature, dl.tbs_certificate_bytes,
+                                ec.ECDSA(dl.signature_hash_algorithm))
+        # random_seed: a fresh key each time, never the path's derived one.
+        keys = set()
+        for _ in range(2):
+            st, body = http(self.tappd, "/prpc/Tappd.DeriveKey",
+                            json.dumps({"path": "svc", "subject": "svc", "random_seed": True}))
+            self.assertEqual(st, 200, body)
+            k = serialization.load_pem_private_key(json.loads(body)["key"].encode(), None)
+            keys.add(spki_der(k.public_key()))
+        keys.add(spki_der(dkey.public_key()))
+        self.assertEqual(len(keys), 3)
+
+    def appraise(self, bundle, report_data, **policy_changes):
+        if "verifier" not in self.stack.services:
+            svc = self.stack.start("verifier", extra_args=[
+                "--collateral-cache-dir", os.path.join(self.stack.dir, "verifier-cache"),
+                "--offline", "--state-dir", os.path.join(self.stack.dir, "verifier-state"),
+                "--trust-simulated-tee"])
+            with channel(self.stack, svc) as ch:
+                call(ch, "RefreshCollateral", att.RefreshCollateralRequest(
+                    import_collateral_json=simulated_collateral(bundle.tdx_quote).encode()),
+                     att.RefreshCollateralResponse)
+        policy = {"allow_any_os": True, "allowed_compose_hashes": [self.compose_hash.hex()],
+                  "allowed_app_ids": [self.compose_hash[:20].hex()], "allow_simulated": True,
+                  "allowed_image_variants": ["production", "development"],
+                  "gpu": {"count": 2}}
+        policy.update(policy_changes)
+        with channel(self.stack, self.stack.services["verifier"], role="viewer") as ch:
+            return call(ch, "Appraise", att.AppraiseRequest(
+                evidence=bundle, report_data=report_data, inline_policy_json=json.dumps(policy),
+                omit_token=True), att.AppraiseResponse)
+
+    def check_bundle(self, bundle, rd):
+        rd64 = rd.ljust(64, b"\0")
+        self.assertTrue(bundle.simulated)
+        self.assertEqual(bundle.tee_provider, evpb.TEE_PROVIDER_SIMULATOR)
+        self.assertEqual(bundle.report_data, rd64)
+        self.assertEqual(quote_report_data(bundle.tdx_quote), rd64)
+        self.assertEqual(replay_log(bundle.event_log), quote_rtmr3(bundle.tdx_quote))
+        self.assertEqual(bundle.app_info.compose_hash, self.compose_hash)
+        self.assertEqual(bundle.app_info.app_id, self.compose_hash[:20])
+        self.assertEqual(len(bundle.gpus), 2)
+        nonce = hashlib.sha256(b"pml-gpu-nonce:" + rd64).digest()
+        for i, g in enumerate(bundle.gpus):
+            self.assertEqual(g.index, i)
+            self.assertEqual(g.nonce, nonce, i)
+            self.assertTrue(g.simulated)
+            self.assertTrue(g.spdm_report and g.certificate_chain)
+        self.assertNotEqual(bundle.gpus[0].uuid, bundle.gpus[1].uuid)
+
+    def test_5_attest_bundle_binds_report_data_and_gpus_and_is_appraised(self):
+        # Through the SDK: client.attest('abcd') (report data = the string's bytes).
+        sdk_bundle = evpb.EvidenceBundle.FromString(
+            bytes.fromhex(self.sdk_result()["attestation"]))
+        self.check_bundle(sdk_bundle, b"abcd")
+        # Raw HTTP with 64 random bytes.
+        rd = os.urandom(64)
+        st, body = http(self.dstack, "/Attest", json.dumps({"report_data": rd.hex()}))
+        self.assertEqual(st, 200, body)
+        r = json.loads(body)
+        self.assertTrue(r["simulated"])
+        self.assertEqual(r["gpus"], 2)
+        bundle = evpb.EvidenceBundle.FromString(bytes.fromhex(r["attestation"]))
+        self.check_bundle(bundle, rd)
+        self.assertNotEqual(bundle.gpus[0].nonce, sdk_bundle.gpus[0].nonce)
+        st, body = http(self.dstack, "/Attest",
+                        json.dumps({"report_data": rd.hex(), "skip_gpu_evidence": True}))
+        self.assertEqual(st, 200, body)
+        self.assertEqual(len(evpb.EvidenceBundle.FromString(
+            bytes.fromhex(json.loads(body)["attestation"])).gpus), 0)
+        st, body = http(self.dstack, "/Attest", json.dumps({"report_data": "00" * 65}))
+        self.assertEqual(st, 400, body)
+
+        rc, res = self.pmlctl_verify(bundle.tdx_quote, "--trust-simulated-tee")
+        self.assertEqual(rc, 0, res)
+        self.assertEqual(res["td_report"]["report_data"], rd.hex())
+
+        a = self.appraise(bundle, rd)
+        self.assertTrue(a.allowed, [(c.check, c.detail) for c in a.failed_checks])
+        self.assertTrue(a.simulated)
+        self.assertEqual([d.submodule for d in a.devices], ["cpu0", "gpu0", "gpu1"])
+        self.assertTrue(all(d.passed for d in a.devices))
+        self.assertEqual(a.app_info.compose_hash, self.compose_hash)
+        a = self.appraise(sdk_bundle, b"abcd".ljust(64, b"\0"))
+        self.assertTrue(a.allowed, [(c.check, c.detail) for c in a.failed_checks])
+        # Refusals: other report data; simulated evidence not allowed; a GPU report taken for
+        # other report data (the SDK bundle's) swapped in.
+        other = bytearray(rd)
+        other[0] ^= 1
+        swapped = evpb.EvidenceBundle()
+        swapped.CopyFrom(bundle)
+        swapped.gpus[1].CopyFrom(sdk_bundle.gpus[1])
+        for name, refused, check in (
+                ("other report data", self.appraise(bundle, bytes(other)),
+                 att.APPRAISAL_CHECK_REPORT_DATA_BINDING),
+                ("simulated not allowed", self.appraise(bundle, rd, allow_simulated=False),
+                 att.APPRAISAL_CHECK_POLICY_SIMULATED),
+                ("other compose hash", self.appraise(
+                    bundle, rd, allowed_compose_hashes=[hashlib.sha256(b"x").hexdigest()]),
+                 att.APPRAISAL_CHECK_POLICY_COMPOSE_HASH),
+                ("3 GPUs required", self.appraise(bundle, rd, gpu={"count": 3}),
+                 att.APPRAISAL_CHECK_POLICY_GPU_COUNT),
+                ("GPU report for other report data", self.appraise(swapped, rd),
+                 att.APPRAISAL_CHECK_GPU_NONCE_BINDING)):
+            self.assertFalse(refused.allowed, name)
+            self.assertIn(check, [c.check for c in refused.failed_checks],
+                          (name, [(c.check, c.detail) for c in refused.failed_checks]))
+
+    def test_6_grpc_on_the_unix_socket_serves_every_method(self):
+        with grpc.insecure_channel("unix:" + self.grpc_sock) as ch:
+            q = guest_call(ch, "GetQuote", gpb.GetQuoteRequest(report_data=b"xyz"),
+                           gpb.GetQuoteResponse)
+            self.assertEqual(q.report_data, b"xyz" + bytes(61))
+            self.assertEqual(quote_report_data(q.quote), b"xyz" + bytes(61))
+            self.assertTrue(q.simulated)
+            self.assertEqual(replay_log(q.event_log), quote_rtmr3(q.quote))
+            with self.assertRaises(grpc.RpcError) as e:
+                guest_call(ch, "GetQuote", gpb.GetQuoteRequest(report_data=bytes(65)),
+                           gpb.GetQuoteResponse)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+
+            k1, k2, k3 = (guest_call(ch, "GetKey", gpb.GetKeyRequest(path=p, purpose="signing"),
+                                     gpb.GetKeyResponse) for p in ("wallet/eth", "wallet/eth",
+                                                                   "wallet/other"))
+            self.assertEqual(k1.key, k2.key)
+            self.assertNotEqual(k1.key, k3.key)
+            self.assertEqual(len(k1.key), 32)
+            self.assertEqual(len(k1.signature_chain), 2)
+            self.assertEqual(k1.algorithm, gpb.KEY_ALGORITHM_SECP256K1)
+            # The same key as the dstack socket's /GetKey (the SDK's), and public_key matches it.
+            self.assertEqual(k1.key.hex(), self.sdk_result()["key_wallet_eth"])
+            pub = ec.derive_private_key(int.from_bytes(k1.key, "big"), ec.SECP256K1()).public_key()
+            self.assertEqual(k1.public_key, pub.public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint))
+
+            info = guest_call(ch, "GetInfo", gpb.GetInfoRequest(), gpb.GetInfoResponse)
+            self.assertEqual(info.app_info.app_id, self.compose_hash[:20])
+            self.assertEqual(info.app_info.compose_hash, self.compose_hash)
+            self.assertEqual(info.app_info.app_name, "sdk-test")
+            self.assertEqual(info.key_provider, gpb.KEY_PROVIDER_KIND_LOCAL_DEV)
+            self.assertEqual(info.tee_provider, evpb.TEE_PROVIDER_SIMULATOR)
+            self.assertTrue(info.simulated)
+            self.assertEqual(len(info.gpus), 2)
+            self.assertTrue(all(g.verified for g in info.gpus), info.gpus)
+            self.assertEqual(json.loads(info.tcb_info)["compose_hash"], self.compose_hash.hex())
+            with open(self.compose) as f:
+                self.assertEqual(info.app_compose, f.read())
+
+            ev = guest_call(ch, "EmitEvent", gpb.EmitEventRequest(event="grpc-test",
+                                                                  payload=b"\x01\x02"),
+                            gpb.EmitEventResponse)
+            self.assertEqual(ev.digest, hashlib.sha384(
+                (0x08000001).to_bytes(4, "little") + b":grpc-test:" + b"\x01\x02").digest())
+            q2 = guest_call(ch, "GetQuote", gpb.GetQuoteRequest(), gpb.GetQuoteResponse)
+            self.assertEqual(ev.rtmr3.hex(), quote_rtmr3(q2.quote))
+            runtime = [e for e in json.loads(q2.event_log) if e["imr"] == 3]
+            self.assertLess(ev.index, len(runtime))
+            self.assertEqual(runtime[ev.index]["event"], "grpc-test")
+            self.assertEqual(runtime[ev.index]["digest"], ev.digest.hex())
+            with self.assertRaises(grpc.RpcError) as e:
+                guest_call(ch, "EmitEvent", gpb.EmitEventRequest(event="system-ready"),
+                           gpb.EmitEventResponse)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+
+            sig = guest_call(ch, "Sign", gpb.SignRequest(algorithm=gpb.KEY_ALGORITHM_ED25519,
+                                                          data=b"message"), gpb.SignResponse)
+            self.assertEqual(len(sig.signature), 64)
+            ed25519.Ed25519PublicKey.from_public_bytes(sig.public_key).verify(sig.signature,
+                                                                              b"message")
+            # Sign uses the app's signing key: GetKey(path "vms", purpose "signing").
+            vms = guest_call(ch, "GetKey", gpb.GetKeyRequest(
+                path="vms", purpose="signing", algorithm=gpb.KEY_ALGORITHM_ED25519),
+                gpb.GetKeyResponse)
+            self.assertEqual(sig.public_key, vms.public_key)
+            self.assertEqual(sig.signature_chain[0], sig.signature)
+            for data, want in ((b"message", True), (b"messagf", False)):
+                v = guest_call(ch, "Verify", gpb.VerifyRequest(
+                    algorithm=gpb.KEY_ALGORITHM_ED25519, data=data, signature=sig.signature,
+                    public_key=sig.public_key), gpb.VerifyResponse)
+                self.assertEqual(v.valid, want, data)
+            tls = guest_call(ch, "GetTlsKey", gpb.GetTlsKeyRequest(
+                subject="grpc.example", alt_names=["grpc.example", "127.0.0.1"],
+                usage_ra_tls=True), gpb.GetTlsKeyResponse)
+            leaf = x509.load_pem_x509_certificate(tls.certificate_chain[0].encode())
+            self.assertEqual(quote_report_data(ext_bytes(leaf, OID_QUOTE)),
+                             hashlib.sha512(b"ratls-cert:" + spki_der(leaf.public_key())).digest())
+            ver = guest_call(ch, "GetVersion", gpb.GetVersionRequest(), gpb.GetVersionResponse)
+            self.assertTrue(ver.version)
+
+    def test_7_tcp_mtls_serves_read_only_methods_and_denies_key_material(self):
+        svc = self.stack.services["guest-agent"]
+        denied = [("GetKey", gpb.GetKeyRequest(path="wallet/eth"), gpb.GetKeyResponse),
+                  ("GetTlsKey", gpb.GetTlsKeyRequest(subject="x"), gpb.GetTlsKeyResponse),
+                  ("EmitEvent", gpb.EmitEventRequest(event="tcp"), gpb.EmitEventResponse),
+                  ("Sign", gpb.SignRequest(algorithm=gpb.KEY_ALGORITHM_ED25519, data=b"m"),
+                   gpb.SignResponse)]
+        _, log_before = self.quote()
+        for role in ("viewer", "operator"):
+            with channel(self.stack, svc, role=role) as ch:
+                q = guest_call(ch, "GetQuote", gpb.GetQuoteRequest(report_data=b"tcp"),
+                               gpb.GetQuoteResponse)
+                self.assertEqual(quote_report_data(q.quote), b"tcp" + bytes(61))
+                info = guest_call(ch, "GetInfo", gpb.GetInfoRequest(), gpb.GetInfoResponse)
+                self.assertEqual(info.app_info.compose_hash, self.compose_hash)
+                rd = os.urandom(64)
+                bundle = guest_call(ch, "Attest", gpb.AttestRequest(report_data=rd),
+                                    gpb.AttestResponse).evidence
+                self.check_bundle(bundle, rd)
+                self.assertTrue(guest_call(ch, "GetVersion", gpb.GetVersionRequest(),
+                                           gpb.GetVersionResponse).version)
+                k = ed25519.Ed25519PrivateKey.generate()
+                v = guest_call(ch, "Verify", gpb.VerifyRequest(
+                    algorithm=gpb.KEY_ALGORITHM_ED25519, data=b"tcp", signature=k.sign(b"tcp"),
+                    public_key=k.public_key().public_bytes(serialization.Encoding.Raw,
+                                                           serialization.PublicFormat.Raw)),
+                    gpb.VerifyResponse)
+                self.assertTrue(v.valid)
+                for method, req, resp in denied:
+                    with self.assertRaises(grpc.RpcError, msg=(role, method)) as e:
+                        guest_call(ch, method, req, resp)
+                    self.assertEqual(e.exception.code(), grpc.StatusCode.PERMISSION_DENIED,
+                                     (role, method))
+        _, log_after = self.quote()
+        self.assertEqual(log_after, log_before, "a denied EmitEvent changed the log")
 
 
 if __name__ == "__main__":

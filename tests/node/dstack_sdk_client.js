@@ -1,7 +1,9 @@
 // Drives pml-guest-agent's dstack sockets with the real @phala/dstack-sdk (DstackClient and the
 // legacy TappdClient), nothing of ours: each call is checked with the SDK's own helpers where it
 // has them (replayRtmrs) and against the quote bytes (TD report offsets,
-// tdx-quote-verification.md §2.2). Prints one JSON line of findings; exits 1 on a failed check.
+// tdx-quote-verification.md §2.2). Prints one JSON line of findings (with the TLS key and chain,
+// the DeriveKey key and chain and the attestation, which the python test checks with OpenSSL and
+// python3-cryptography); exits 1 on a failed check.
 //
 // node dstack_sdk_client.js DSTACK_SOCKET TAPPD_SOCKET [PHASE]   (PHASE: "first" or "again")
 'use strict';
@@ -18,6 +20,25 @@ function rtmrsOf(quoteHex) {
 }
 function reportDataOf(quoteHex) {
   return Buffer.from(quoteHex, 'hex').subarray(48 + 520, 48 + 584).toString('hex');
+}
+// The private key's PKCS#8 DER, hex (compares keys whatever the PEM line layout).
+function keyHex(pem) {
+  return crypto.createPrivateKey(pem).export({ type: 'pkcs8', format: 'der' }).toString('hex');
+}
+// Checks a [leaf, CA, root] chain with node's X509Certificate (signatures, key match, CA flags).
+function checkChain(resp, host) {
+  assert.strictEqual(resp.certificate_chain.length, 3, 'chain is leaf, app CA, root');
+  const [leaf, ca, root] = resp.certificate_chain.map((p) => new crypto.X509Certificate(p));
+  assert.ok(leaf.checkPrivateKey(crypto.createPrivateKey(resp.key)), 'leaf key != private key');
+  assert.ok(leaf.verify(ca.publicKey), 'leaf not signed by the app CA');
+  assert.ok(ca.verify(root.publicKey), 'app CA not signed by the root');
+  assert.ok(root.verify(root.publicKey), 'root not self-signed');
+  assert.ok(ca.ca && root.ca && !leaf.ca);
+  assert.ok(leaf.checkIssued(ca) && ca.checkIssued(root));
+  if (host) {
+    assert.strictEqual(leaf.checkHost(host), host, `leaf not valid for ${host}`);
+  }
+  return { leaf, ca, root };
 }
 
 async function main() {
@@ -69,6 +90,27 @@ async function main() {
   const version = await client.version();
   assert.ok(version.version);
 
+  // getTlsKey: a fresh P-256 key and an RA-TLS leaf under the app CA (python checks the RA-TLS
+  // extensions, `openssl verify` and the quote inside).
+  const tlsOpts = { subject: 'app.example', altNames: ['app.example'], usageRaTls: true,
+                    usageServerAuth: true };
+  const tls = await client.getTlsKey(tlsOpts);
+  const { leaf } = checkChain(tls, 'app.example');
+  const tlsKey = crypto.createPrivateKey(tls.key);
+  assert.strictEqual(tlsKey.asymmetricKeyDetails.namedCurve, 'prime256v1');
+  // X509Certificate.keyUsage lists the extended key usages: serverAuth.
+  assert.ok((leaf.keyUsage || []).includes('1.3.6.1.5.5.7.3.1'), `EKU ${leaf.keyUsage}`);
+  assert.ok(tls.asUint8Array().length > 32);
+  const tls2 = await client.getTlsKey(tlsOpts);
+  assert.notStrictEqual(keyHex(tls2.key), keyHex(tls.key), 'GetTlsKey keys must be fresh');
+  out.tls_key = tls.key;
+  out.tls_chain = tls.certificate_chain;
+
+  // attest: an EvidenceBundle as hex (python decodes and appraises it).
+  const at = await client.attest('abcd');
+  assert.match(at.attestation, /^([0-9a-f]{2})+$/);
+  out.attestation = at.attestation;
+
   // Legacy TappdClient: tdxQuote('test') as dstack's README example, report_data = sha512(prefix:data).
   const tappd = new TappdClient(tappdSock);
   const tq = await tappd.tdxQuote('test');
@@ -78,6 +120,21 @@ async function main() {
   const raw = await tappd.tdxQuote('abcd', 'raw');
   assert.ok(reportDataOf(raw.quote).endsWith(Buffer.from('abcd').toString('hex')));
   assert.ok(await tappd.isReachable());
+
+  // Legacy TappdClient.deriveKey: deterministic per path, different across paths, chained to the
+  // same app CA as getTlsKey's.
+  const d1 = await tappd.deriveKey('svc', 'svc');
+  const d2 = await tappd.deriveKey('svc', 'svc');
+  const d3 = await tappd.deriveKey('other', 'other');
+  const c1 = checkChain(d1, null);
+  checkChain(d3, null);
+  assert.strictEqual(keyHex(d1.key), keyHex(d2.key), 'deriveKey(svc) not stable');
+  assert.notStrictEqual(keyHex(d1.key), keyHex(d3.key), 'deriveKey(svc) == deriveKey(other)');
+  assert.ok(c1.leaf.subject.includes('CN=svc'), c1.leaf.subject);
+  assert.strictEqual(d1.certificate_chain[1], tls.certificate_chain[1], 'different app CA');
+  assert.strictEqual(d1.asUint8Array(32).length, 32);
+  out.derive_svc_key = d1.key;
+  out.derive_svc_chain = d1.certificate_chain;
 
   out.ok = true;
   console.log(JSON.stringify(out));

@@ -1,0 +1,758 @@
+// pml-bench-guest-agent: GetQuote latency and throughput through pml-guest-agent's two APIs,
+// against the simulated TEE called directly, in one process and one run (issue 6,
+// "Performance"). A report, not a test: it exits 0 whatever the verdicts, 2 when it cannot run.
+// See bench/README.md.
+//
+// The agent is wired as services/guest-agent/main.cc wires it (simulated TEE with a temp state
+// dir, RTMR3 runtime log, boot sequence with the local-dev key provider, AgentCore), and served on
+// two unix sockets in a temp dir:
+//   dstack HTTP  UnixHttpServer (libmicrohttpd) + DstackApi; a minimal HTTP/1.1 client here POSTs
+//                /GetQuote {"report_data":"<128 hex>"}, keeping the connection alive when the
+//                server allows it (the report says whether it did);
+//   gRPC         rpc::Server (with the metrics interceptor, as the agent runs it) +
+//                GuestAgentService on its bounded executor; GuestAgent::GetQuote through
+//                grpc::CreateChannel("unix:...", InsecureChannelCredentials()).
+// Rows measured, each for --seconds of wall-clock time per client-thread count:
+//   provider     TdxSimulator::GetQuote(64 bytes), the bound;
+//   agent core   AgentCore::GetQuote in-process (adds the event log and copies; no transport);
+//   HTTP, gRPC   the two sockets, end to end, client included.
+// Targets (sequential, one client thread): agent overhead = (path p50 - provider p50) /
+// provider p50 < 10%, and path p99 < 2 ms.
+//
+//   pml-bench-guest-agent [--seconds S] [--threads 1,4]
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <latch>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <grpcpp/grpcpp.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "lib/core/file.h"
+#include "lib/core/hex.h"
+#include "lib/core/status.h"
+#include "lib/rpc/executor.h"
+#include "lib/rpc/flags.h"
+#include "lib/rpc/metrics.h"
+#include "lib/rpc/server.h"
+#include "lib/rpc/unary.h"
+#include "lib/tee/simulator.h"
+#include "pml/guest/v1/guest.grpc.pb.h"
+#include "services/guest-agent/agent_core.h"
+#include "services/guest-agent/app_keys.h"
+#include "services/guest-agent/boot.h"
+#include "services/guest-agent/dstack_api.h"
+#include "services/guest-agent/guest_agent_service.h"
+#include "services/guest-agent/runtime_log.h"
+#include "services/guest-agent/unix_http.h"
+
+namespace pml::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Json = nlohmann::json;
+
+constexpr double kOverheadTarget = 0.10;  // (path p50 - provider p50) / provider p50
+constexpr double kP99TargetUs = 2000;     // 2 ms
+constexpr auto kClientDeadline = std::chrono::seconds(10);
+
+double ProcessCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+// One GetQuote by one client; a failure or a wrong answer is an error.
+using Call = std::function<absl::Status()>;
+// Makes one client (its own connection or stub) per measuring thread.
+using CallFactory = std::function<absl::StatusOr<Call>()>;
+
+struct Result {
+  int threads = 0;
+  std::vector<double> latency_us;  // sorted
+  double wall_seconds = 0;
+  double cpu_seconds = 0;  // the whole process: clients, server threads, TEE
+
+  uint64_t requests() const { return latency_us.size(); }
+  // Nearest-rank percentile, q in (0, 1].
+  double Percentile(double q) const {
+    if (latency_us.empty())
+      return 0;
+    size_t rank = static_cast<size_t>(q * static_cast<double>(latency_us.size()) + 0.999999);
+    rank = std::clamp<size_t>(rank, 1, latency_us.size());
+    return latency_us[rank - 1];
+  }
+  double p50() const { return Percentile(0.50); }
+  double p99() const { return Percentile(0.99); }
+  double PerSecond() const {
+    return wall_seconds > 0 ? static_cast<double>(requests()) / wall_seconds : 0;
+  }
+  double CpuUsPerRequest() const {
+    return requests() > 0 ? cpu_seconds * 1e6 / static_cast<double>(requests()) : 0;
+  }
+};
+
+// Runs `threads` clients from `factory`, each calling back to back for `seconds` of wall time
+// after a short warm-up, and records every call's latency. The first failure stops the run.
+absl::StatusOr<Result> Measure(int threads, double seconds, const CallFactory& factory) {
+  std::vector<Call> calls;
+  for (int t = 0; t < threads; ++t) {
+    PML_ASSIGN_OR_RETURN(Call call, factory());
+    for (int i = 0; i < 20; ++i)
+      PML_RETURN_IF_ERROR(call());  // warm-up: connections, caches, allocator
+    calls.push_back(std::move(call));
+  }
+  absl::Mutex mu;
+  absl::Status first_error;  // guarded by mu
+  std::atomic<bool> failed{false};
+  std::vector<std::vector<double>> per_thread(threads);
+  std::latch ready(threads + 1);
+  Clock::time_point deadline;  // written before `ready` opens, read after
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      std::vector<double>& out = per_thread[t];
+      out.reserve(1 << 16);
+      ready.arrive_and_wait();
+      for (;;) {
+        const Clock::time_point t0 = Clock::now();
+        absl::Status s = calls[t]();
+        const Clock::time_point t1 = Clock::now();
+        if (!s.ok()) {
+          absl::MutexLock lock(&mu);
+          if (first_error.ok())
+            first_error = std::move(s);
+          failed = true;
+          return;
+        }
+        out.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+        if (t1 >= deadline || failed.load(std::memory_order_relaxed))
+          return;
+      }
+    });
+  }
+  const double cpu0 = ProcessCpuSeconds();
+  const Clock::time_point start = Clock::now();
+  deadline = start + std::chrono::duration_cast<Clock::duration>(
+                         std::chrono::duration<double>(seconds));
+  ready.arrive_and_wait();
+  for (auto& w : workers)
+    w.join();
+  Result r;
+  r.threads = threads;
+  r.wall_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  r.cpu_seconds = ProcessCpuSeconds() - cpu0;
+  {
+    absl::MutexLock lock(&mu);
+    if (!first_error.ok())
+      return first_error;
+  }
+  for (auto& v : per_thread)
+    r.latency_us.insert(r.latency_us.end(), v.begin(), v.end());
+  std::sort(r.latency_us.begin(), r.latency_us.end());
+  return r;
+}
+
+// ---- A minimal HTTP/1.1 client over AF_UNIX -------------------------------------------------
+
+struct HttpCounters {
+  std::atomic<uint64_t> connections{0};
+  std::atomic<uint64_t> requests{0};
+  std::atomic<uint64_t> closed_by_server{0};  // responses that ended their connection
+};
+
+struct HttpReply {
+  int status = 0;
+  std::string body;
+};
+
+// One connection at a time to a unix-socket HTTP server; POST with a Content-Length body, and a
+// response framed by Content-Length (or by EOF). Keeps the connection for the next request unless
+// the server answers "Connection: close" or HTTP/1.0. Not thread-safe: one per thread.
+class UnixHttpClient {
+ public:
+  UnixHttpClient(std::string socket_path, HttpCounters& counters)
+      : path_(std::move(socket_path)), counters_(counters) {}
+  ~UnixHttpClient() { Close(); }
+  UnixHttpClient(const UnixHttpClient&) = delete;
+  UnixHttpClient& operator=(const UnixHttpClient&) = delete;
+
+  absl::Status Post(absl::string_view target, absl::string_view body, HttpReply& reply) {
+    request_.clear();
+    absl::StrAppend(&request_, "POST ", target,
+                    " HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                    "Content-Length: ",
+                    body.size(), "\r\n\r\n", body);
+    counters_.requests.fetch_add(1, std::memory_order_relaxed);
+    const bool reused = fd_ >= 0;
+    absl::Status s = Exchange(reply);
+    if (!s.ok() && reused && nothing_received_) {
+      // The server closed an idle kept-alive connection between requests: retry once, fresh.
+      Close();
+      s = Exchange(reply);
+    }
+    if (!s.ok())
+      Close();
+    return s;
+  }
+
+ private:
+  absl::Status Exchange(HttpReply& reply) {
+    nothing_received_ = true;
+    if (fd_ < 0)
+      PML_RETURN_IF_ERROR(Connect());
+    PML_RETURN_IF_ERROR(WriteAll(request_));
+    return ReadResponse(reply);
+  }
+
+  absl::Status Connect() {
+    sockaddr_un addr{};
+    if (path_.size() >= sizeof(addr.sun_path))
+      return absl::InvalidArgumentError(absl::StrCat("socket path too long: ", path_));
+    fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd_ < 0)
+      return absl::InternalError(absl::StrCat("socket: ", strerror(errno)));
+    // The client's deadline: a server that stops answering fails the run instead of hanging it.
+    timeval tv{};
+    tv.tv_sec = std::chrono::duration_cast<std::chrono::seconds>(kClientDeadline).count();
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    addr.sun_family = AF_UNIX;
+    memcpy(addr.sun_path, path_.data(), path_.size());
+    if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      const int e = errno;
+      Close();
+      return absl::UnavailableError(absl::StrCat("connect ", path_, ": ", strerror(e)));
+    }
+    counters_.connections.fetch_add(1, std::memory_order_relaxed);
+    return absl::OkStatus();
+  }
+
+  void Close() {
+    if (fd_ >= 0) {
+      close(fd_);
+      fd_ = -1;
+    }
+  }
+
+  absl::Status WriteAll(absl::string_view data) {
+    while (!data.empty()) {
+      const ssize_t n = send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        return absl::UnavailableError(absl::StrCat("send: ", strerror(errno)));
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return absl::OkStatus();
+  }
+
+  // Appends what one recv returns to in_; false at EOF.
+  absl::StatusOr<bool> ReadSome() {
+    char buf[64 * 1024];
+    for (;;) {
+      const ssize_t n = recv(fd_, buf, sizeof(buf), 0);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0) {
+        return errno == EAGAIN || errno == EWOULDBLOCK
+                   ? absl::DeadlineExceededError("no response within the client deadline")
+                   : absl::UnavailableError(absl::StrCat("recv: ", strerror(errno)));
+      }
+      if (n > 0)
+        nothing_received_ = false;
+      in_.append(buf, static_cast<size_t>(n));
+      return n > 0;
+    }
+  }
+
+  absl::Status ReadResponse(HttpReply& reply) {
+    in_.clear();
+    size_t header_end = std::string::npos;
+    while ((header_end = in_.find("\r\n\r\n")) == std::string::npos) {
+      PML_ASSIGN_OR_RETURN(bool more, ReadSome());
+      if (!more)
+        return absl::UnavailableError("connection closed before the response header");
+      if (in_.size() > 64 * 1024)
+        return absl::InternalError("response header larger than 64 KiB");
+    }
+    const absl::string_view head(in_.data(), header_end);
+    std::vector<absl::string_view> lines = absl::StrSplit(head, "\r\n");
+    // "HTTP/1.1 200 OK"
+    const absl::string_view status_line = lines[0];
+    if (!absl::StartsWith(status_line, "HTTP/1.") || status_line.size() < 12 ||
+        !absl::SimpleAtoi(status_line.substr(9, 3), &reply.status)) {
+      return absl::InternalError(
+          absl::StrCat("bad status line: ", status_line.substr(0, 64)));
+    }
+    bool keep = status_line[7] == '1';  // HTTP/1.1 keeps alive by default, 1.0 does not
+    std::optional<size_t> content_length;
+    for (size_t i = 1; i < lines.size(); ++i) {
+      const size_t colon = lines[i].find(':');
+      if (colon == absl::string_view::npos)
+        continue;
+      const std::string name = absl::AsciiStrToLower(lines[i].substr(0, colon));
+      const std::string value =
+          absl::AsciiStrToLower(absl::StripAsciiWhitespace(lines[i].substr(colon + 1)));
+      if (name == "content-length") {
+        size_t n = 0;
+        if (!absl::SimpleAtoi(value, &n))
+          return absl::InternalError("bad Content-Length");
+        content_length = n;
+      } else if (name == "connection") {
+        if (absl::StrContains(value, "close"))
+          keep = false;
+        else if (absl::StrContains(value, "keep-alive"))
+          keep = true;
+      } else if (name == "transfer-encoding" && value != "identity") {
+        return absl::UnimplementedError("chunked responses are not supported by this client");
+      }
+    }
+    const size_t body_start = header_end + 4;
+    if (content_length.has_value()) {
+      while (in_.size() < body_start + *content_length) {
+        PML_ASSIGN_OR_RETURN(bool more, ReadSome());
+        if (!more)
+          return absl::UnavailableError("connection closed inside the response body");
+      }
+      reply.body.assign(in_, body_start, *content_length);
+    } else {
+      keep = false;  // framed by EOF
+      for (;;) {
+        PML_ASSIGN_OR_RETURN(bool more, ReadSome());
+        if (!more)
+          break;
+      }
+      reply.body.assign(in_, body_start, std::string::npos);
+    }
+    if (!keep) {
+      counters_.closed_by_server.fetch_add(1, std::memory_order_relaxed);
+      Close();
+    }
+    return absl::OkStatus();
+  }
+
+  const std::string path_;
+  HttpCounters& counters_;
+  int fd_ = -1;
+  bool nothing_received_ = true;
+  std::string request_;
+  std::string in_;
+};
+
+// ---- The agent, wired as main.cc wires it ----------------------------------------------------
+
+// A temp directory removed on destruction.
+class TempDir {
+ public:
+  static absl::StatusOr<TempDir> Make() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "pml-bench-ga-XXXXXX").string();
+    if (mkdtemp(tmpl.data()) == nullptr)
+      return absl::InternalError(absl::StrCat("mkdtemp: ", strerror(errno)));
+    return TempDir(std::move(tmpl));
+  }
+  TempDir(TempDir&& o) noexcept : path_(std::exchange(o.path_, "")) {}
+  TempDir& operator=(TempDir&&) = delete;
+  ~TempDir() {
+    if (!path_.empty()) {
+      std::error_code ec;
+      std::filesystem::remove_all(path_, ec);  // best effort
+    }
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  explicit TempDir(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+};
+
+struct Agent {
+  std::unique_ptr<tee::TdxSimulator> tee;
+  std::unique_ptr<guest::RuntimeEventLog> log;
+  guest::BootState boot;
+  std::unique_ptr<guest::AppKeys> keys;
+  std::unique_ptr<guest::AgentCore> core;
+  std::unique_ptr<guest::DstackApi> api;
+  std::unique_ptr<guest::UnixHttpServer> http;
+  rpc::RoleTable roles;
+  std::unique_ptr<rpc::Executor> executor;
+  std::unique_ptr<rpc::Metrics> metrics;
+  std::unique_ptr<guest::GuestAgentService> service;
+  std::unique_ptr<rpc::Server> grpc;
+  std::string http_socket;
+  std::string grpc_socket;
+
+  ~Agent() {  // the order main.cc shuts down in
+    if (grpc != nullptr)
+      grpc->Shutdown(absl::Seconds(1));
+    if (executor != nullptr)
+      executor->Shutdown();
+    if (http != nullptr)
+      http->Stop();
+  }
+};
+
+// Defaults of pml-guest-agent's flags (lib/rpc/flags.h ServerFlags, unix_http.h Options).
+constexpr unsigned kHandlerThreads = 4;
+constexpr unsigned kHandlerQueue = 256;
+
+absl::StatusOr<std::unique_ptr<Agent>> StartAgent(const std::string& dir) {
+  auto agent = std::make_unique<Agent>();
+  const std::string state = dir + "/state";
+  PML_RETURN_IF_ERROR(core::MakeDirs(state, 0700));
+  tee::SimulatorOptions so;
+  so.state_dir = state;
+  PML_ASSIGN_OR_RETURN(agent->tee, tee::TdxSimulator::Create(so));
+  PML_ASSIGN_OR_RETURN(agent->log,
+                       guest::RuntimeEventLog::Open(state + "/runtime-events.log", *agent->tee));
+  const std::string compose = dir + "/app-compose.json";
+  PML_RETURN_IF_ERROR(core::WriteFileAtomic(
+      compose, R"({"manifest_version":2,"name":"bench","runner":"bash","bash_script":"true",)"
+               R"("key_provider":"local"})"));
+  guest::BootOptions boot;
+  boot.app_compose_path = compose;
+  boot.state_dir = state;
+  boot.key_provider = "local-dev";  // MakeLocalDevKeys, as --key-provider=local-dev
+  boot.tee_kind = "simulated";
+  boot.version = rpc::Version();
+  PML_ASSIGN_OR_RETURN(agent->boot, guest::RunBoot(boot, *agent->log, /*gpus=*/nullptr));
+  PML_ASSIGN_OR_RETURN(agent->keys,
+                       guest::AppKeys::Create(agent->boot.app_key, agent->boot.kms_signature));
+  agent->core = std::make_unique<guest::AgentCore>(
+      *agent->log, *agent->keys, agent->boot.ca.has_value() ? &*agent->boot.ca : nullptr,
+      /*gpus=*/nullptr, agent->boot.identity);
+  agent->api = std::make_unique<guest::DstackApi>(*agent->core);
+
+  agent->http_socket = dir + "/dstack.sock";
+  guest::UnixHttpServer::Options ho;
+  ho.socket_path = agent->http_socket;
+  const guest::DstackApi* api = agent->api.get();
+  PML_ASSIGN_OR_RETURN(agent->http,
+                       guest::UnixHttpServer::Start(
+                           ho, [api](const guest::HttpRequest& r) { return api->Handle(r); }));
+
+  agent->grpc_socket = dir + "/guest.sock";
+  agent->roles = guest::GuestAgentRoleTable();
+  agent->executor = std::make_unique<rpc::Executor>(kHandlerThreads, kHandlerQueue);
+  agent->metrics = std::make_unique<rpc::Metrics>("guest-agent", rpc::Version());
+  const rpc::ServiceEnv env{&agent->roles, agent->executor.get()};
+  agent->service = std::make_unique<guest::GuestAgentService>(env, *agent->core);
+  rpc::ServerConfig config;
+  config.component = "guest-agent";
+  config.listen = "unix:" + agent->grpc_socket;  // insecure: guest-local callers
+  PML_ASSIGN_OR_RETURN(
+      agent->grpc,
+      rpc::Server::Start(config,
+                         {{agent->service.get(), guest::v1::GuestAgent::service_full_name()}},
+                         agent->metrics.get()));
+  return agent;
+}
+
+// ---- The four paths --------------------------------------------------------------------------
+
+// The report data every call asks for (64 bytes, so nothing is padded).
+std::vector<uint8_t> BenchReportData() {
+  std::vector<uint8_t> rd(64);
+  for (size_t i = 0; i < rd.size(); ++i)
+    rd[i] = static_cast<uint8_t>(0xA0 ^ i);
+  return rd;
+}
+
+struct Expected {
+  std::vector<uint8_t> report_data;  // 64 bytes
+  size_t quote_bytes = 0;
+  size_t http_body_bytes = 0;
+};
+
+CallFactory ProviderCalls(tee::TdxSimulator& tee, const Expected& e) {
+  return [&tee, &e]() -> absl::StatusOr<Call> {
+    return Call([&tee, &e]() -> absl::Status {
+      PML_ASSIGN_OR_RETURN(std::vector<uint8_t> q, tee.GetQuote(e.report_data));
+      if (q.size() != e.quote_bytes)
+        return absl::InternalError(absl::StrCat("provider quote of ", q.size(), " bytes"));
+      return absl::OkStatus();
+    });
+  };
+}
+
+CallFactory CoreCalls(const guest::AgentCore& core, const Expected& e) {
+  return [&core, &e]() -> absl::StatusOr<Call> {
+    return Call([&core, &e]() -> absl::Status {
+      PML_ASSIGN_OR_RETURN(guest::QuoteResult q, core.GetQuote(e.report_data));
+      if (q.quote.size() != e.quote_bytes)
+        return absl::InternalError(absl::StrCat("core quote of ", q.quote.size(), " bytes"));
+      return absl::OkStatus();
+    });
+  };
+}
+
+CallFactory HttpCalls(const std::string& socket, const std::string& body, const Expected& e,
+                      HttpCounters& counters) {
+  return [&socket, &body, &e, &counters]() -> absl::StatusOr<Call> {
+    auto client = std::make_shared<UnixHttpClient>(socket, counters);
+    auto reply = std::make_shared<HttpReply>();
+    return Call([client, reply, &body, &e]() -> absl::Status {
+      PML_RETURN_IF_ERROR(client->Post("/GetQuote", body, *reply));
+      if (reply->status != 200 || reply->body.size() != e.http_body_bytes) {
+        return absl::InternalError(absl::StrCat("HTTP ", reply->status, " with ",
+                                                reply->body.size(), " bytes: ",
+                                                reply->body.substr(0, 64)));
+      }
+      return absl::OkStatus();
+    });
+  };
+}
+
+CallFactory GrpcCalls(const std::shared_ptr<grpc::Channel>& channel, const Expected& e) {
+  return [channel, &e]() -> absl::StatusOr<Call> {
+    std::shared_ptr<guest::v1::GuestAgent::Stub> stub = guest::v1::GuestAgent::NewStub(channel);
+    auto request = std::make_shared<guest::v1::GetQuoteRequest>();
+    request->set_report_data(core::ToString(e.report_data));
+    return Call([stub, request, &e]() -> absl::Status {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + kClientDeadline);
+      guest::v1::GetQuoteResponse response;
+      const grpc::Status s = stub->GetQuote(&ctx, *request, &response);
+      if (!s.ok()) {
+        return absl::UnavailableError(
+            absl::StrCat("gRPC GetQuote: code ", s.error_code(), ": ", s.error_message()));
+      }
+      if (response.quote().size() != e.quote_bytes)
+        return absl::InternalError(absl::StrCat("gRPC quote of ", response.quote().size()));
+      return absl::OkStatus();
+    });
+  };
+}
+
+// One call on each path, checked in full (the measured calls check sizes and status only).
+absl::StatusOr<Expected> Probe(Agent& agent, const std::string& http_body,
+                               const std::shared_ptr<grpc::Channel>& channel,
+                               HttpCounters& counters) {
+  Expected e;
+  e.report_data = BenchReportData();
+  PML_ASSIGN_OR_RETURN(std::vector<uint8_t> quote, agent.tee->GetQuote(e.report_data));
+  e.quote_bytes = quote.size();
+  PML_ASSIGN_OR_RETURN(guest::QuoteResult core_quote, agent.core->GetQuote(e.report_data));
+  if (core_quote.quote.size() != e.quote_bytes || core_quote.report_data != e.report_data)
+    return absl::InternalError("the agent core's quote differs from the provider's in shape");
+
+  UnixHttpClient http(agent.http_socket, counters);
+  HttpReply reply;
+  PML_RETURN_IF_ERROR(http.Post("/GetQuote", http_body, reply));
+  const Json j = Json::parse(reply.body, nullptr, /*allow_exceptions=*/false);
+  if (reply.status != 200 || !j.is_object() || !j.contains("quote") || !j["quote"].is_string() ||
+      j["quote"].get<std::string>().size() != 2 * e.quote_bytes ||
+      j.value("report_data", "") != core::HexEncode(e.report_data)) {
+    return absl::InternalError(absl::StrCat("HTTP /GetQuote answered ", reply.status, ": ",
+                                            reply.body.substr(0, 200)));
+  }
+  e.http_body_bytes = reply.body.size();
+
+  auto stub = guest::v1::GuestAgent::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + kClientDeadline);
+  guest::v1::GetQuoteRequest request;
+  request.set_report_data(core::ToString(e.report_data));
+  guest::v1::GetQuoteResponse response;
+  const grpc::Status s = stub->GetQuote(&ctx, request, &response);
+  if (!s.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("gRPC GetQuote: code ", s.error_code(), ": ", s.error_message()));
+  }
+  if (response.quote().size() != e.quote_bytes ||
+      response.report_data() != core::ToString(e.report_data) || !response.simulated()) {
+    return absl::InternalError("gRPC GetQuote answered a quote of the wrong shape");
+  }
+  return e;
+}
+
+const char* Verdict(bool pass) { return pass ? "PASS" : "FAIL"; }
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "pml-bench-guest-agent: error: %s\n", std::string(s.message()).c_str());
+  return 2;
+}
+
+struct Options {
+  double seconds = 2.0;
+  std::vector<int> threads = {1, 4};
+};
+
+int Run(Options o) {
+  o.threads.push_back(1);  // the sequential run always happens: the targets use it
+  std::sort(o.threads.begin(), o.threads.end());
+  o.threads.erase(std::unique(o.threads.begin(), o.threads.end()), o.threads.end());
+
+  auto dir = TempDir::Make();
+  if (!dir.ok())
+    return Fail(dir.status());
+  auto agent = StartAgent(dir->path());
+  if (!agent.ok())
+    return Fail(agent.status());
+  Agent& a = **agent;
+  HttpCounters http_counters;
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateChannel("unix:" + a.grpc_socket, grpc::InsecureChannelCredentials());
+
+  // The request body is fixed, so it is built once (the client's own cost stays small).
+  const std::string http_body =
+      Json{{"report_data", core::HexEncode(BenchReportData())}}.dump();
+  auto probed = Probe(a, http_body, channel, http_counters);
+  if (!probed.ok())
+    return Fail(probed.status());
+  const Expected e = *std::move(probed);
+  const size_t event_log_bytes = [&] {
+    auto q = a.core->GetQuote(e.report_data);
+    return q.ok() ? q->event_log.size() : 0;
+  }();
+
+  struct Path {
+    const char* name;
+    CallFactory factory;
+    std::vector<Result> results;  // one per entry of o.threads
+  };
+  std::vector<Path> paths = {
+      {"provider direct (TdxSimulator)", ProviderCalls(*a.tee, e), {}},
+      {"agent core in-process (AgentCore)", CoreCalls(*a.core, e), {}},
+      {"dstack HTTP /GetQuote (unix socket)", HttpCalls(a.http_socket, http_body, e, http_counters),
+       {}},
+      {"gRPC GuestAgent.GetQuote (unix socket)", GrpcCalls(channel, e), {}},
+  };
+  const uint64_t http_connections0 = http_counters.connections.load();
+  const uint64_t http_requests0 = http_counters.requests.load();
+  const uint64_t http_closed0 = http_counters.closed_by_server.load();
+  for (int threads : o.threads) {
+    for (Path& p : paths) {
+      auto r = Measure(threads, o.seconds, p.factory);
+      if (!r.ok())
+        return Fail(absl::Status(r.status().code(),
+                                 absl::StrCat(p.name, ", ", threads, " threads: ",
+                                              r.status().message())));
+      p.results.push_back(*std::move(r));
+    }
+  }
+  const uint64_t http_connections = http_counters.connections.load() - http_connections0;
+  const uint64_t http_requests = http_counters.requests.load() - http_requests0;
+  const uint64_t http_closed = http_counters.closed_by_server.load() - http_closed0;
+  const bool keep_alive = http_closed == 0 && http_connections < http_requests;
+
+  std::printf(
+      "pml-bench-guest-agent: GetQuote with the simulated TDX TEE (TdxSimulator), 64-byte report "
+      "data, %.1f s wall per measurement\n",
+      o.seconds);
+  std::printf(
+      "  quote %zu bytes, event log %zu bytes (boot events), HTTP response %zu bytes; server: %u "
+      "HTTP threads, %u gRPC handler threads; %u CPUs available\n",
+      e.quote_bytes, event_log_bytes, e.http_body_bytes, guest::UnixHttpServer::Options{}.threads,
+      kHandlerThreads, std::thread::hardware_concurrency());
+  std::printf("  HTTP client: %s (%llu connections for %llu requests%s)\n",
+              keep_alive ? "keep-alive, one connection per client thread"
+                         : "one connection per request (server closes)",
+              static_cast<unsigned long long>(http_connections),
+              static_cast<unsigned long long>(http_requests),
+              http_closed > 0 ? absl::StrCat(", ", http_closed, " closed by the server").c_str()
+                              : "");
+  for (size_t i = 0; i < o.threads.size(); ++i) {
+    const int threads = o.threads[i];
+    std::printf("%s\n", threads == 1 ? "sequential (1 client thread)"
+                                     : absl::StrCat(threads, " concurrent client threads").c_str());
+    std::printf("  %-40s %9s %9s %9s %11s %10s\n", "", "p50 us", "p99 us", "req/s", "CPU us/req",
+                "vs provider");
+    const double provider_rate = paths[0].results[i].PerSecond();
+    for (const Path& p : paths) {
+      const Result& r = p.results[i];
+      std::printf("  %-40s %9.1f %9.1f %9.0f %11.1f %9.2fx\n", p.name, r.p50(), r.p99(),
+                  r.PerSecond(), r.CpuUsPerRequest(),
+                  provider_rate > 0 ? r.PerSecond() / provider_rate : 0);
+    }
+  }
+
+  // Targets, on the sequential run.
+  const Result& provider = paths[0].results[0];
+  const Result& core_seq = paths[1].results[0];
+  std::printf("targets (sequential; the bound is the provider's p50 %.1f us in this run)\n",
+              provider.p50());
+  std::printf("  %-6s added %7.1f us p50, overhead %6.1f%% (no target: the agent core alone)\n",
+              "core", core_seq.p50() - provider.p50(),
+              100 * (core_seq.p50() - provider.p50()) / provider.p50());
+  for (size_t k = 2; k < paths.size(); ++k) {
+    const Result& r = paths[k].results[0];
+    const char* label = k == 2 ? "HTTP" : "gRPC";
+    const double added = r.p50() - provider.p50();
+    const double overhead = added / provider.p50();
+    std::printf(
+        "  %-6s added %7.1f us p50 (transport %7.1f us over the core), overhead %6.1f%% (target "
+        "< %.0f%%)  %s\n",
+        label, added, r.p50() - core_seq.p50(), 100 * overhead, 100 * kOverheadTarget,
+        Verdict(overhead < kOverheadTarget));
+  }
+  for (size_t k = 2; k < paths.size(); ++k) {
+    const Result& r = paths[k].results[0];
+    std::printf("  %-6s p99 %8.3f ms (target < %.0f ms)  %s\n", k == 2 ? "HTTP" : "gRPC",
+                r.p99() / 1000, kP99TargetUs / 1000, Verdict(r.p99() < kP99TargetUs));
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace pml::bench
+
+int main(int argc, char** argv) {
+  spdlog::set_level(spdlog::level::warn);  // the boot sequence's info lines are not the report
+  pml::bench::Options o;
+  CLI::App app(
+      "pml-bench-guest-agent: GetQuote latency (p50/p99) and throughput over the guest agent's "
+      "dstack HTTP socket and gRPC socket, against the simulated TEE called directly, in one "
+      "process (see bench/README.md). Always exits 0 once measured; 2 when it cannot run.",
+      "pml-bench-guest-agent");
+  app.add_option("--seconds", o.seconds, "wall-clock seconds per measurement (0.01 to 600)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.01, 600.0));
+  app.add_option("--threads", o.threads,
+                 "client thread counts to measure, comma-separated (1 always runs: the "
+                 "sequential latency the targets use)")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& err) {
+    return app.exit(err) == 0 ? 0 : 2;
+  }
+  try {
+    return pml::bench::Run(o);
+  } catch (const std::exception& ex) {  // bad_alloc, std::system_error from std::thread
+    std::fprintf(stderr, "pml-bench-guest-agent: error: %s\n", ex.what());
+    return 2;
+  }
+}

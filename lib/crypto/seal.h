@@ -1,0 +1,65 @@
+#pragma once
+// Sealing a payload to an X25519 public key (DESIGN.md §5): the KMS releases app keys and root
+// secrets this way, so only the holder of the requester's one-time private key can open them.
+//
+//   sender:    e = fresh X25519 key;  shared = X25519(e, recipient)   (all-zero shared refused)
+//   key      = HKDF-SHA256(ikm = shared, salt = "pml-seal:v1",
+//                          info = "pml-seal:v1" ‖ be32(|label|) ‖ label ‖ e_pub ‖ recipient_pub,
+//                          32 bytes)
+//   box      = e_pub ‖ nonce (12 random bytes) ‖ AES-256-GCM(key, nonce, plaintext, aad) ‖ tag
+//
+// `label` separates uses (e.g. "pml-kms-app-keys:v1"); `aad` binds context the plaintext belongs
+// to (the app id). Both public keys enter the KDF, so a box cannot be re-targeted.
+// Thread-safety: pure functions.
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "lib/crypto/secret_bytes.h"
+
+namespace pml::crypto {
+
+inline constexpr size_t kX25519KeyBytes = 32;
+inline constexpr size_t kSealNonceBytes = 12;
+inline constexpr size_t kSealTagBytes = 16;
+
+using X25519PublicKey = std::array<uint8_t, kX25519KeyBytes>;
+
+struct X25519KeyPair {
+  SecretBytes private_key;  // 32 bytes (RFC 7748 scalar, unclamped as stored by OpenSSL)
+  X25519PublicKey public_key{};
+};
+
+// A fresh key pair. kInternal if OpenSSL fails.
+absl::StatusOr<X25519KeyPair> GenerateX25519();
+// The public key of a 32-byte private key. kInvalidArgument for the wrong length.
+absl::StatusOr<X25519PublicKey> X25519PublicFromPrivate(absl::Span<const uint8_t> private_key);
+// X25519(private, peer). kInvalidArgument for wrong lengths or a low-order peer key (all-zero
+// shared secret).
+absl::StatusOr<SecretBytes> X25519SharedSecret(absl::Span<const uint8_t> private_key,
+                                               absl::Span<const uint8_t> peer_public_key);
+
+struct SealedBox {
+  X25519PublicKey ephemeral_public_key{};
+  std::array<uint8_t, kSealNonceBytes> nonce{};
+  std::vector<uint8_t> ciphertext;  // ciphertext ‖ 16-byte tag
+};
+
+// Seals `plaintext` to `recipient_public_key` (32 bytes). kInvalidArgument for a malformed or
+// low-order recipient key.
+absl::StatusOr<SealedBox> Seal(absl::Span<const uint8_t> recipient_public_key,
+                               absl::Span<const uint8_t> plaintext, absl::Span<const uint8_t> aad,
+                               absl::string_view label);
+
+// Opens a box sealed to the key pair whose private half is `recipient_private_key`.
+// kInvalidArgument for malformed keys or a ciphertext shorter than the tag; kPermissionDenied
+// "sealed box does not open" when authentication fails (wrong key, label, aad or tampering).
+absl::StatusOr<SecretBytes> Open(absl::Span<const uint8_t> recipient_private_key,
+                                 const SealedBox& box, absl::Span<const uint8_t> aad,
+                                 absl::string_view label);
+
+}  // namespace pml::crypto
