@@ -15,6 +15,7 @@ PACKAGES=(
   libcli11-dev
   # test peers nobody here wrote
   python3 python3-grpcio python3-protobuf python3-cryptography prometheus
+  postgresql  # server binaries for LocalPostgres (lib/store/testing, tests/integration/pg.py)
 )
 
 # Node.js and npm: use the machine's if it has them (the Debian packages conflict with other

@@ -55,6 +55,36 @@ absl::StatusOr<SecretBytes> PrivateKeyToPem(const EVP_PKEY& key) {
   return out;
 }
 
+absl::StatusOr<SecretBytes> PrivateKeyToPkcs8Der(const EVP_PKEY& key) {
+  ClearOpensslErrors();
+  std::unique_ptr<PKCS8_PRIV_KEY_INFO, CDeleter<PKCS8_PRIV_KEY_INFO_free>> p8(
+      EVP_PKEY2PKCS8(&key));
+  unsigned char* der = nullptr;
+  const int n = p8 == nullptr ? -1 : i2d_PKCS8_PRIV_KEY_INFO(p8.get(), &der);
+  if (n <= 0)
+    return OpensslError("pkcs8 encoding");
+  SecretBytes out(absl::Span<const uint8_t>(der, static_cast<size_t>(n)));
+  OPENSSL_clear_free(der, static_cast<size_t>(n));
+  return out;
+}
+
+absl::StatusOr<EvpPkeyPtr> PrivateKeyFromPkcs8Der(absl::Span<const uint8_t> der) {
+  ClearOpensslErrors();
+  const unsigned char* p = der.data();
+  std::unique_ptr<PKCS8_PRIV_KEY_INFO, CDeleter<PKCS8_PRIV_KEY_INFO_free>> p8(
+      d2i_PKCS8_PRIV_KEY_INFO(nullptr, &p, static_cast<long>(der.size())));  // NOLINT
+  if (p8 == nullptr || p != der.data() + der.size()) {
+    ClearOpensslErrors();
+    return absl::InvalidArgumentError("not PKCS#8 DER");
+  }
+  EvpPkeyPtr key(EVP_PKCS82PKEY(p8.get()));
+  if (key == nullptr) {
+    ClearOpensslErrors();
+    return absl::InvalidArgumentError("PKCS#8 DER holds no usable private key");
+  }
+  return key;
+}
+
 absl::StatusOr<EvpPkeyPtr> PrivateKeyFromPem(absl::string_view pem) {
   ClearOpensslErrors();
   BioPtr bio = MemBio(pem);

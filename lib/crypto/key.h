@@ -25,6 +25,10 @@ absl::StatusOr<EvpPkeyPtr> GenerateEcKey(Curve curve);
 
 // PKCS#8 PEM of the private key (unencrypted). Secret: write with mode 0600, never log.
 absl::StatusOr<SecretBytes> PrivateKeyToPem(const EVP_PKEY& key);
+// PKCS#8 PrivateKeyInfo DER of a private key (secret).
+absl::StatusOr<SecretBytes> PrivateKeyToPkcs8Der(const EVP_PKEY& key);
+// Parses PKCS#8 DER (the whole input). kInvalidArgument when malformed.
+absl::StatusOr<EvpPkeyPtr> PrivateKeyFromPkcs8Der(absl::Span<const uint8_t> der);
 // Parses a PEM private key (PKCS#8 or SEC1). kInvalidArgument when malformed.
 absl::StatusOr<EvpPkeyPtr> PrivateKeyFromPem(absl::string_view pem);
 // Parses a PEM public key (SubjectPublicKeyInfo). kInvalidArgument when malformed.

@@ -53,7 +53,66 @@ absl::StatusOr<SecretBytes> BoxKey(const SecretBytes& shared, const X25519Public
   return SecretBytes(std::move(key));
 }
 
+absl::Status Gcm(bool encrypt, absl::Span<const uint8_t> key, absl::Span<const uint8_t> nonce,
+                 absl::Span<const uint8_t> in, absl::Span<const uint8_t> aad, uint8_t* out,
+                 uint8_t* tag) {
+  EvpCipherCtxPtr ctx(EVP_CIPHER_CTX_new());
+  int len = 0, fin = 0;
+  auto init = encrypt ? EVP_EncryptInit_ex : EVP_DecryptInit_ex;
+  auto update = encrypt ? EVP_EncryptUpdate : EVP_DecryptUpdate;
+  if (ctx == nullptr || init(ctx.get(), EVP_aes_256_gcm(), nullptr, key.data(), nonce.data()) != 1 ||
+      (!aad.empty() &&
+       update(ctx.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size())) != 1) ||
+      update(ctx.get(), out, &len, in.data(), static_cast<int>(in.size())) != 1) {
+    return absl::InternalError("AES-256-GCM failed");
+  }
+  if (encrypt) {
+    if (EVP_EncryptFinal_ex(ctx.get(), out + len, &fin) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kSealTagBytes, tag) != 1)
+      return absl::InternalError("AES-256-GCM failed");
+    return absl::OkStatus();
+  }
+  if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kSealTagBytes, tag) != 1)
+    return absl::InternalError("AES-256-GCM failed");
+  if (EVP_DecryptFinal_ex(ctx.get(), out + len, &fin) != 1)
+    return absl::PermissionDeniedError("sealed data does not open (wrong key, context or tampered)");
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+absl::StatusOr<std::vector<uint8_t>> AeadSeal(absl::Span<const uint8_t> key,
+                                              absl::Span<const uint8_t> plaintext,
+                                              absl::Span<const uint8_t> aad) {
+  if (key.size() != 32)
+    return absl::InvalidArgumentError("AES-256-GCM key: want 32 bytes");
+  std::vector<uint8_t> out = RandomBytes(kSealNonceBytes);
+  out.resize(kSealNonceBytes + plaintext.size() + kSealTagBytes);
+  PML_RETURN_IF_ERROR(Gcm(true, key, absl::MakeConstSpan(out.data(), kSealNonceBytes), plaintext,
+                          aad, out.data() + kSealNonceBytes,
+                          out.data() + kSealNonceBytes + plaintext.size()));
+  return out;
+}
+
+absl::StatusOr<SecretBytes> AeadOpen(absl::Span<const uint8_t> key,
+                                     absl::Span<const uint8_t> sealed,
+                                     absl::Span<const uint8_t> aad) {
+  if (key.size() != 32)
+    return absl::InvalidArgumentError("AES-256-GCM key: want 32 bytes");
+  if (sealed.size() < kSealNonceBytes + kSealTagBytes)
+    return absl::InvalidArgumentError("sealed data: shorter than nonce and tag");
+  const size_t n = sealed.size() - kSealNonceBytes - kSealTagBytes;
+  std::vector<uint8_t> plain(n);
+  std::array<uint8_t, kSealTagBytes> tag;
+  std::copy(sealed.end() - kSealTagBytes, sealed.end(), tag.begin());
+  absl::Status s = Gcm(false, key, sealed.subspan(0, kSealNonceBytes),
+                       sealed.subspan(kSealNonceBytes, n), aad, plain.data(), tag.data());
+  if (!s.ok()) {
+    OPENSSL_cleanse(plain.data(), plain.size());
+    return s;
+  }
+  return SecretBytes(std::move(plain));
+}
 
 absl::StatusOr<X25519KeyPair> GenerateX25519() {
   EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_id(EVP_PKEY_X25519, nullptr));

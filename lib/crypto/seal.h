@@ -24,6 +24,10 @@
 namespace pml::crypto {
 
 inline constexpr size_t kX25519KeyBytes = 32;
+
+// Labels of the KMS's sealed payloads (wire constants shared by the KMS and its clients).
+inline constexpr char kKmsAppKeysSealLabel[] = "pml-kms-app-keys:v1";
+inline constexpr char kKmsRootSecretsSealLabel[] = "pml-kms-root-secrets:v1";
 inline constexpr size_t kSealNonceBytes = 12;
 inline constexpr size_t kSealTagBytes = 16;
 
@@ -61,5 +65,16 @@ absl::StatusOr<SealedBox> Seal(absl::Span<const uint8_t> recipient_public_key,
 absl::StatusOr<SecretBytes> Open(absl::Span<const uint8_t> recipient_private_key,
                                  const SealedBox& box, absl::Span<const uint8_t> aad,
                                  absl::string_view label);
+
+// AES-256-GCM with a 32-byte key: nonce (12 random bytes) ‖ ciphertext ‖ tag. For secrets at
+// rest under a local key (the KMS seals its root-key epochs with its cluster key).
+absl::StatusOr<std::vector<uint8_t>> AeadSeal(absl::Span<const uint8_t> key,
+                                              absl::Span<const uint8_t> plaintext,
+                                              absl::Span<const uint8_t> aad);
+// kInvalidArgument for a wrong key length or a blob shorter than nonce and tag;
+// kPermissionDenied when authentication fails.
+absl::StatusOr<SecretBytes> AeadOpen(absl::Span<const uint8_t> key,
+                                     absl::Span<const uint8_t> sealed,
+                                     absl::Span<const uint8_t> aad);
 
 }  // namespace pml::crypto

@@ -83,5 +83,24 @@ TEST(SealTest, X25519MatchesRfc7748) {
             "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
 }
 
+TEST(SealTest, AeadRoundTripAndTamper) {
+  const std::vector<uint8_t> key(32, 7);
+  auto sealed = AeadSeal(key, B("root secrets"), B("epoch 1"));
+  ASSERT_THAT(sealed, IsOk());
+  auto opened = AeadOpen(key, *sealed, B("epoch 1"));
+  ASSERT_THAT(opened, IsOk());
+  EXPECT_EQ(std::string(opened->span().begin(), opened->span().end()), "root secrets");
+  EXPECT_EQ(AeadOpen(key, *sealed, B("epoch 2")).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(AeadOpen(std::vector<uint8_t>(32, 8), *sealed, B("epoch 1")).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  (*sealed)[14] ^= 1;
+  EXPECT_FALSE(AeadOpen(key, *sealed, B("epoch 1")).ok());
+  EXPECT_EQ(AeadOpen(key, std::vector<uint8_t>(10), {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(AeadSeal(std::vector<uint8_t>(16), B("x"), {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace pml::crypto

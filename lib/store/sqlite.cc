@@ -251,6 +251,21 @@ absl::StatusOr<bool> Statement::Step() {
 
 int Statement::ColumnCount() const { return sqlite3_column_count(stmt_.get()); }
 
+Statement::ColumnType Statement::ColumnTypeOf(int column) const {
+  switch (sqlite3_column_type(stmt_.get(), column)) {
+    case SQLITE_INTEGER:
+      return ColumnType::kInteger;
+    case SQLITE_FLOAT:
+      return ColumnType::kFloat;
+    case SQLITE_TEXT:
+      return ColumnType::kText;
+    case SQLITE_BLOB:
+      return ColumnType::kBlob;
+    default:
+      return ColumnType::kNull;
+  }
+}
+
 bool Statement::ColumnIsNull(int column) const {
   return sqlite3_column_type(stmt_.get(), column) == SQLITE_NULL;
 }

@@ -150,6 +150,10 @@ class Statement {
   // converted by SQLite's rules (NULL reads as 0, "" or an empty blob). Text and blobs are
   // copied out, so the results outlive the next Step.
   int ColumnCount() const;
+  // The storage class of the value in `column` of the current row (SQLite types values, not
+  // columns: one column may hold values of several classes).
+  enum class ColumnType { kNull, kInteger, kFloat, kText, kBlob };
+  ColumnType ColumnTypeOf(int column) const;
   bool ColumnIsNull(int column) const;
   int64_t ColumnInt64(int column) const;
   std::string ColumnText(int column) const;

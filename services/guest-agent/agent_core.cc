@@ -200,7 +200,25 @@ absl::StatusOr<InfoResult> AgentCore::Info() const {
 
 absl::StatusOr<common::v1::EvidenceBundle> AgentCore::Attest(absl::Span<const uint8_t> report_data,
                                                              bool skip_gpu) const {
-  PML_ASSIGN_OR_RETURN(QuoteResult q, GetQuote(report_data));
+  return BuildEvidenceBundle(log_, skip_gpu ? nullptr : gpus_, identity_, report_data);
+}
+
+absl::StatusOr<common::v1::EvidenceBundle> BuildEvidenceBundle(
+    RuntimeEventLog& log, GpuSource* gpus, const AgentIdentity& identity_,
+    absl::Span<const uint8_t> report_data) {
+  if (report_data.size() > 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("report_data: ", report_data.size(), " bytes, at most 64"));
+  }
+  std::vector<uint8_t> rd_bytes(report_data.begin(), report_data.end());
+  rd_bytes.resize(64, 0);
+  PML_ASSIGN_OR_RETURN(QuoteAndLog ql, log.GetQuoteAndLog(rd_bytes));
+  QuoteResult q;
+  q.quote = std::move(ql.quote);
+  q.event_log = FullLog(CompactArray(identity_.boot_log_json), ql.runtime_log_json);
+  q.report_data = std::move(rd_bytes);
+  q.vm_config = identity_.vm_config;
+  q.simulated = identity_.tee_kind == "simulated";
   common::v1::EvidenceBundle b;
   b.set_tdx_quote(core::ToString(q.quote));
   b.set_event_log(q.event_log);
@@ -224,11 +242,11 @@ absl::StatusOr<common::v1::EvidenceBundle> AgentCore::Attest(absl::Span<const ui
   app->set_device_id(core::ToString(identity_.device_id));
   app->set_app_name(identity_.app_name);
   app->set_key_provider_info(identity_.key_provider_info);
-  if (gpus_ != nullptr && !skip_gpu) {
+  if (gpus != nullptr) {
     ratls::ReportData rd{};
     std::copy(q.report_data.begin(), q.report_data.end(), rd.begin());
     const ratls::GpuNonceBytes nonce = ratls::GpuNonce(rd);
-    PML_ASSIGN_OR_RETURN(std::vector<GpuDeviceEvidence> ev, gpus_->Collect(nonce));
+    PML_ASSIGN_OR_RETURN(std::vector<GpuDeviceEvidence> ev, gpus->Collect(nonce));
     for (const GpuDeviceEvidence& e : ev) {
       common::v1::GpuEvidence* g = b.add_gpus();
       g->set_index(e.info.index);

@@ -140,6 +140,14 @@ class AgentCore {
   AgentIdentity identity_;  // boot_log_json made compact once, in the constructor
 };
 
+// The evidence bundle for `report_data` (≤ 64 bytes, zero-padded): a quote taken with the log as
+// it is (RuntimeEventLog::GetQuoteAndLog), the boot + runtime log, GPU evidence from `gpus` (may
+// be null) taken with ratls::GpuNonce(report data), vm_config and the app info. Used by
+// AgentCore::Attest and by the boot sequence's KMS request.
+absl::StatusOr<common::v1::EvidenceBundle> BuildEvidenceBundle(
+    RuntimeEventLog& log, GpuSource* gpus, const AgentIdentity& identity,
+    absl::Span<const uint8_t> report_data);
+
 // The local development key provider: from a 32-byte seed sealed in the agent's state dir,
 // derives the app key (secp256k1) and a root CA ("PML local-dev KMS root (DEVELOPMENT)") that
 // issues the app CA, so GetKey, GetTlsKey and Sign work without a KMS. key_provider_info is

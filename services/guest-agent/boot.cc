@@ -11,6 +11,7 @@
 #include "lib/core/hex.h"
 #include "lib/core/status.h"
 #include "lib/crypto/hash.h"
+#include "services/guest-agent/kms_provider.h"
 
 namespace pml::guest {
 namespace {
@@ -69,16 +70,6 @@ bool BoolField(const Json& j, const char* name) {
 
 std::string StrField(const Json& j, const char* name) {
   return j.contains(name) && j[name].is_string() ? j[name].get<std::string>() : std::string();
-}
-
-// The payload of the first event named `name` in the log, nullopt when none.
-std::optional<std::vector<uint8_t>> Logged(const std::vector<RuntimeEvent>& events,
-                                           absl::string_view name) {
-  for (const auto& e : events) {
-    if (e.name == name)
-      return e.payload;
-  }
-  return std::nullopt;
 }
 
 }  // namespace
@@ -173,7 +164,45 @@ absl::StatusOr<BootState> RunBoot(const BootOptions& o, RuntimeEventLog& log, Gp
     }
   }
 
-  // 4. Keys.
+  // 4. The measured boot events up to boot-mr-done (or, after an agent restart, the check that
+  //    the log records this same boot).
+  const std::vector<RuntimeEvent> logged = log.Events();
+  st.emitted = logged.empty();
+  struct Expected {
+    std::string name;
+    std::vector<uint8_t> payload;
+    bool compare_payload = true;
+  };
+  std::vector<Expected> head = {{"system-preparing", {}},
+                                {"app-id", id.app_id},
+                                {"compose-hash", id.compose_hash}};
+  if (!gpu_event.empty()) {
+    // A restart re-runs the gate with a fresh nonce, so only the event's presence is compared.
+    head.push_back({"gpu-attestation", {gpu_event.begin(), gpu_event.end()}, false});
+  }
+  head.push_back({"instance-id", id.instance_id});
+  head.push_back({"boot-mr-done", {}});
+  size_t pos = 0;
+  auto step = [&](const Expected& e) -> absl::Status {
+    if (pos < logged.size()) {
+      const RuntimeEvent& have = logged[pos];
+      if (have.name != e.name || (e.compare_payload && have.payload != e.payload)) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "the runtime log of this boot records ", have.name, " ",
+            core::HexEncode(have.payload).substr(0, 80), " at position ", pos, ", where this "
+            "config gives ", e.name, " ", core::HexEncode(e.payload).substr(0, 80),
+            ": the app config changed under a measured boot; reboot the CVM"));
+      }
+    } else {
+      PML_RETURN_IF_ERROR(log.Emit(e.name, e.payload));
+    }
+    ++pos;
+    return absl::OkStatus();
+  };
+  for (const Expected& e : head)
+    PML_RETURN_IF_ERROR(step(e));
+
+  // 5. Keys.
   std::string provider = o.key_provider;
   if (provider == "auto") {
     const std::string kp = StrField(compose, "key_provider");
@@ -186,65 +215,52 @@ absl::StatusOr<BootState> RunBoot(const BootOptions& o, RuntimeEventLog& log, Gp
     }
   }
   if (provider == "kms") {
-    return absl::FailedPreconditionError(
-        "key provider kms: the KMS key release lands with issue 7; use --key-provider=local-dev "
-        "for development");
-  }
-  if (provider == "local-dev") {
-    PML_ASSIGN_OR_RETURN(std::vector<uint8_t> seed,
-                         Persisted(o.state_dir + "/dev-app-key-seed", 32));
-    PML_ASSIGN_OR_RETURN(LocalDevKeys dev,
+    KmsProviderOptions ko;
+    ko.address = o.kms_address;
+    if (ko.address.empty() && sys.contains("kms_urls") && sys["kms_urls"].is_array() &&
+        !sys["kms_urls"].empty() && sys["kms_urls"][0].is_string()) {
+      ko.address = sys["kms_urls"][0].get<std::string>();
+    }
+    if (ko.address.empty()) {
+      return absl::InvalidArgumentError(
+          "key provider kms: no KMS address (--kms-url or .sys-config.json kms_urls)");
+    }
+    ko.root_ca_pem_path = !o.kms_root_ca.empty()      ? o.kms_root_ca
+                          : !o.config_dir.empty() ? o.config_dir + "/kms-root-ca.pem"
+                                                  : std::string();
+    if (ko.root_ca_pem_path.empty())
+      return absl::InvalidArgumentError("key provider kms: no KMS root CA (--kms-root-ca)");
+    ko.pinned_key_provider_id = StrField(compose, "key_provider_id");
+    PML_ASSIGN_OR_RETURN(KmsKeys k, FetchKeysFromKms(ko, log, gpus, id));
+    st.app_key = std::move(k.app_key);
+    st.kms_signature = std::move(k.kms_signature);
+    st.ca = std::move(k.ca);
+    st.disk_key = std::move(k.disk_key);
+    st.epoch = k.epoch;
+    id.key_provider_info = std::move(k.key_provider_info);
+    id.key_provider = KeyProviderKind::kKms;
+  } else if (provider == "local-dev" || provider == "none") {
+    const bool dev = provider == "local-dev";
+    PML_ASSIGN_OR_RETURN(
+        std::vector<uint8_t> seed,
+        Persisted(o.state_dir + (dev ? "/dev-app-key-seed" : "/ephemeral-app-key-seed"), 32));
+    PML_ASSIGN_OR_RETURN(LocalDevKeys keys,
                          MakeLocalDevKeys(crypto::SecretBytes(std::move(seed)), id.app_id));
-    st.app_key = std::move(dev.app_key);
-    st.ca = std::move(dev.ca);
-    id.key_provider_info = std::move(dev.key_provider_info);
-    id.key_provider = KeyProviderKind::kLocalDev;
-  } else if (provider == "none") {
-    // dstack's "none": keys random per boot; kept in the state dir so an agent restart within
-    // the boot keeps them.
-    PML_ASSIGN_OR_RETURN(std::vector<uint8_t> seed,
-                         Persisted(o.state_dir + "/ephemeral-app-key-seed", 32));
-    PML_ASSIGN_OR_RETURN(LocalDevKeys dev,
-                         MakeLocalDevKeys(crypto::SecretBytes(std::move(seed)), id.app_id));
-    st.app_key = std::move(dev.app_key);
-    st.ca = std::move(dev.ca);
-    id.key_provider_info = R"({"name":"none","id":""})";
-    id.key_provider = KeyProviderKind::kNone;
+    st.app_key = std::move(keys.app_key);
+    st.ca = std::move(keys.ca);
+    // dstack's "none": keys random per boot, kept in the state dir for agent restarts.
+    id.key_provider_info = dev ? std::move(keys.key_provider_info)
+                               : std::string(R"({"name":"none","id":""})");
+    id.key_provider = dev ? KeyProviderKind::kLocalDev : KeyProviderKind::kNone;
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
         "--key-provider: \"", provider.substr(0, 32), "\" (auto, local-dev, kms or none)"));
   }
 
-  // 5. Boot events, once per boot.
-  const std::vector<RuntimeEvent> events = log.Events();
-  if (!events.empty()) {
-    struct Want {
-      const char* name;
-      const std::vector<uint8_t>& value;
-    };
-    for (const Want& w : {Want{"app-id", id.app_id}, Want{"compose-hash", id.compose_hash},
-                          Want{"instance-id", id.instance_id}}) {
-      auto logged = Logged(events, w.name);
-      if (!logged.has_value() || *logged != w.value) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "the runtime log of this boot records ", w.name, " ",
-            logged.has_value() ? core::HexEncode(*logged) : std::string("(none)"), ", but the ",
-            "config now gives ", core::HexEncode(w.value),
-            ": the app config changed under a measured boot; reboot the CVM"));
-      }
-    }
-    return st;
-  }
-  PML_RETURN_IF_ERROR(log.Emit("system-preparing", {}));
-  PML_RETURN_IF_ERROR(log.Emit("app-id", id.app_id));
-  PML_RETURN_IF_ERROR(log.Emit("compose-hash", id.compose_hash));
-  if (!gpu_event.empty())
-    PML_RETURN_IF_ERROR(log.Emit("gpu-attestation", core::AsBytes(gpu_event)));
-  PML_RETURN_IF_ERROR(log.Emit("instance-id", id.instance_id));
-  PML_RETURN_IF_ERROR(log.Emit("boot-mr-done", {}));
-  PML_RETURN_IF_ERROR(log.Emit("key-provider", core::AsBytes(id.key_provider_info)));
-  PML_RETURN_IF_ERROR(log.Emit("system-ready", {}));
-  st.emitted = true;
+  // 6. The key provider and the end of boot.
+  PML_RETURN_IF_ERROR(
+      step({"key-provider", {id.key_provider_info.begin(), id.key_provider_info.end()}}));
+  PML_RETURN_IF_ERROR(step({"system-ready", {}}));
   return st;
 }
 

@@ -8,14 +8,16 @@
 //      seed from .instance_info, else created once in the state dir; none with no_instance_id).
 //   3. Verify the GPUs (gpu_gate.h) when any are attached: refuse to boot if one is not in CC
 //      mode or its evidence fails.
-//   4. Get the app's keys from the key provider (local-dev until the KMS lands, issue 7).
-//   5. Emit the boot events into RTMR3 in order: system-preparing, app-id, compose-hash,
-//      gpu-attestation (with GPUs), instance-id, boot-mr-done, key-provider, system-ready.
+//   4. Emit the boot events into RTMR3 in order: system-preparing, app-id, compose-hash,
+//      gpu-attestation (with GPUs), instance-id, boot-mr-done.
+//   5. Get the app's keys from the key provider: the KMS (kms_provider.h; its evidence carries
+//      the log up to boot-mr-done), the local development provider, or none.
+//   6. Emit key-provider (which KMS root supplied the keys) and system-ready.
 //
 // Restart: when the runtime log already holds this boot's events (an agent restart within one
-// boot), nothing is emitted again; the logged app-id, compose-hash and instance-id must equal the
-// ones computed now, else kFailedPrecondition (the config changed under a measured boot: reboot
-// the CVM). The GPU gate still runs (the GPUs must still verify) but its event is not re-emitted.
+// boot), each logged boot event must equal the one computed now (gpu-attestation by name: the
+// gate re-runs with a fresh nonce), else kFailedPrecondition (the config changed under a measured
+// boot: reboot the CVM); events a crashed boot did not reach are emitted now, in order.
 //
 // Thread-safety: RunBoot is called once, before serving.
 
@@ -45,6 +47,11 @@ struct BootOptions {
   // local-dev), "local-dev", "kms" or "none".
   std::string key_provider = "auto";
   GpuGateOptions gpu;
+  // Key provider "kms": the key-release address (default: .sys-config.json kms_urls[0]) and the
+  // KMS identity root CA PEM (default: <config dir>/kms-root-ca.pem), which must match
+  // app-compose.json key_provider_id.
+  std::string kms_address;
+  std::string kms_root_ca;
   // false (`pml-guest-agent` without `boot`): never emit; the log must already hold this boot's
   // events, else kFailedPrecondition "not booted".
   bool emit = true;
@@ -58,6 +65,8 @@ struct BootState {
   crypto::SecretBytes app_key;
   std::vector<uint8_t> kms_signature;
   std::optional<AppCa> ca;
+  crypto::SecretBytes disk_key;  // from the KMS (per instance); empty otherwise
+  uint32_t epoch = 0;            // KMS key epoch
   bool emitted = false;  // false when the events were already in the log (restart)
 };
 
@@ -68,8 +77,8 @@ struct RunnerSpec {
 };
 
 // Runs the sequence above. `gpus` may be null (no GPUs). Errors: kInvalidArgument naming the
-// file and field for a malformed config; kFailedPrecondition for a refused GPU, a key provider
-// that is not available (the KMS, until issue 7) or a config that changed under a measured boot;
+// file and field for a malformed config; kFailedPrecondition for a refused GPU, a KMS that cannot
+// be authenticated or refuses, or a config that changed under a measured boot;
 // the log's and the TEE's errors pass through.
 absl::StatusOr<BootState> RunBoot(const BootOptions& options, RuntimeEventLog& log,
                                   GpuSource* gpus);

@@ -245,15 +245,21 @@ int main(int argc, char** argv) {
                  "pinned app id, 40 hex digits (default: .instance_info's, else the first 20 "
                  "bytes of the compose hash)");
   app.add_option("--key-provider", f.boot.key_provider,
-                 "where the app's keys come from: auto (the app's key_provider), local-dev "
-                 "(development: derived from a seed sealed in --state-dir; Info says local-dev), "
-                 "kms (issue 7), none (random per boot)")
+                 "where the app's keys come from: auto (the app's key_provider / kms_enabled), kms "
+                 "(attested key release from pml-kms), local-dev (development: derived from a "
+                 "seed sealed in --state-dir; Info says local-dev), none (random per boot)")
       ->capture_default_str();
   app.add_option("--gpus", f.gpus,
                  "GPUs: none, auto (NVML when libnvidia-ml loads), nvml, or simulated:N (with "
                  "--tee simulated)")
       ->capture_default_str();
   app.add_option("--nvml-library", f.nvml_library, "NVML library to load")->capture_default_str();
+  app.add_option("--kms-url", f.boot.kms_address,
+                 "with the kms key provider: the KMS key-release address host:port (default: "
+                 ".sys-config.json kms_urls[0])");
+  app.add_option("--kms-root-ca", f.boot.kms_root_ca,
+                 "the KMS cluster's identity root CA, PEM (default <config-dir>/kms-root-ca.pem); "
+                 "its SPKI must equal app-compose.json key_provider_id");
   app.add_option("--rim-service-url", f.boot.gpu.rim_service_url,
                  "NVIDIA RIM service for the boot GPU check")
       ->capture_default_str();

@@ -1,0 +1,96 @@
+#pragma once
+// pml-kms's guest-facing behaviour, free of gRPC servers (STYLE.md §1): attested key release
+// (GetAppKeys), RA-TLS certificate signing (SignCert), the public env-encryption key, the public
+// root material, and replication (JoinCluster). The verifier is reached through VerifierClient
+// (the service passes a gRPC one, with mTLS and the `kms` role).
+//
+// Every release and every refusal is audited: time, app id, instance id, compose hash, device id,
+// measurements, the verifier's verdict and failed checks, the policy and the epoch. Refusals are
+// kFailedPrecondition naming the reason: an unknown app (no policy binding), evidence the
+// verifier refuses under the app's policy (including a quote whose report data does not commit to
+// the request's ephemeral key, or simulated evidence under a policy that does not allow it), a
+// verified app id that differs from the claimed one. A verifier that cannot be reached is
+// kUnavailable (audited as an error). No key material ever reaches a log line or a Status.
+//
+// Thread-safety: thread-safe.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "lib/crypto/seal.h"
+#include "pml/attestation/v1/attestation.pb.h"
+#include "pml/kms/v1/kms.pb.h"
+#include "services/kms/kms_store.h"
+#include "services/kms/root_keys.h"
+
+namespace pml::kms {
+
+class VerifierClient {
+ public:
+  virtual ~VerifierClient() = default;
+  // pml-verifier's Appraise. Transport failures are kUnavailable / kDeadlineExceeded; a verifier
+  // error (e.g. INVALID_ARGUMENT for malformed evidence) passes through with its code.
+  virtual absl::StatusOr<attestation::v1::AppraiseResponse> Appraise(
+      const attestation::v1::AppraiseRequest& request) = 0;
+  virtual std::string address() const = 0;
+};
+
+// Labels of the two sealed payloads (lib/crypto/seal.h).
+inline constexpr const char* kAppKeysSealLabel = crypto::kKmsAppKeysSealLabel;
+inline constexpr const char* kRootSecretsSealLabel = crypto::kKmsRootSecretsSealLabel;
+
+struct KeyReleaseOptions {
+  std::string node_name = "kms-0";
+  // Policy a joining replica is appraised under: a verifier policy id (empty: replication is
+  // refused).
+  std::string replica_policy_id;
+  std::string version;
+  // Validity of app CA certificates the KMS issues.
+  absl::Duration app_ca_validity = absl::Hours(24 * 365 * 5);
+};
+
+class KeyReleaseCore {
+ public:
+  // All borrowed; must outlive the core.
+  KeyReleaseCore(RootKeys& keys, KmsStore& store, VerifierClient& verifier,
+                 KeyReleaseOptions options)
+      : keys_(keys), store_(store), verifier_(verifier), options_(std::move(options)) {}
+
+  absl::StatusOr<v1::GetAppKeysResponse> GetAppKeys(const v1::GetAppKeysRequest& request);
+  absl::StatusOr<v1::SignCertResponse> SignCert(const v1::SignCertRequest& request);
+  absl::StatusOr<v1::GetAppEnvEncryptPubKeyResponse> GetAppEnvEncryptPubKey(
+      const v1::GetAppEnvEncryptPubKeyRequest& request);
+  absl::StatusOr<v1::GetPublicInfoResponse> GetPublicInfo();
+  absl::StatusOr<v1::JoinClusterResponse> JoinCluster(const v1::JoinClusterRequest& request);
+
+  // Public material of every epoch (GetPublicInfo, GetKmsInfo).
+  absl::StatusOr<std::vector<v1::EpochPublicInfo>> EpochInfos();
+
+  const KeyReleaseOptions& options() const { return options_; }
+
+ private:
+  struct Appraisal;
+  absl::StatusOr<Appraisal> AppraiseFor(const common::v1::EvidenceBundle& evidence,
+                                        attestation::v1::ReportDataPurpose purpose,
+                                        const std::string& bound_value,
+                                        const v1::AppPolicy* app_policy,
+                                        const std::string& replica_policy_id,
+                                        v1::AuditEvent& audit);
+  absl::StatusOr<std::shared_ptr<const Epoch>> EpochFor(bool has_epoch, uint32_t epoch);
+  absl::Status Refuse(v1::AuditEvent audit, absl::Status status);
+
+  RootKeys& keys_;
+  KmsStore& store_;
+  VerifierClient& verifier_;
+  const KeyReleaseOptions options_;
+};
+
+// Issues the app CA certificate of `app_id` in `epoch` (usage app:ca, pathlen 0, app id
+// extension), valid from now for `validity` but never beyond the root CA.
+absl::StatusOr<crypto::X509Ptr> IssueAppCaCert(const Epoch& epoch, const EVP_PKEY& app_ca_key,
+                                               absl::Span<const uint8_t> app_id,
+                                               absl::Duration validity);
+
+}  // namespace pml::kms

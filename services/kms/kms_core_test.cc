@@ -1,0 +1,456 @@
+// KMS core: root keys and epochs (first start, crash leftovers, rotation, wrong keys), the store
+// (policies, audit, append-only), key release against a scripted verifier (the real pml-verifier
+// is driven in tests/integration/kms_test.py), sealing, and replication's Export/Join.
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "lib/core/file.h"
+#include "lib/core/hex.h"
+#include "lib/core/testing/status_matchers.h"
+#include "lib/crypto/key.h"
+#include "lib/crypto/seal.h"
+#include "lib/crypto/secp256k1.h"
+#include "lib/crypto/x509.h"
+#include "lib/ratls/cert.h"
+#include "lib/ratls/report_data.h"
+#include "lib/store/sql.h"
+#include "lib/tee/simulator.h"
+#include "services/kms/derive.h"
+#include "services/kms/key_release.h"
+#include "services/kms/kms_store.h"
+#include "services/kms/root_keys.h"
+
+namespace pml::kms {
+namespace {
+
+using ::pml::testing::IsOk;
+using ::testing::HasSubstr;
+
+namespace av1 = attestation::v1;
+
+std::string TempDir() {
+  static int n = 0;
+  auto d = std::filesystem::temp_directory_path() /
+           absl::StrCat("pml-kms-", getpid(), "-", n++);
+  std::filesystem::remove_all(d);
+  std::filesystem::create_directories(d);
+  return d.string();
+}
+
+std::unique_ptr<KmsStore> OpenStore(const std::string& dir) {
+  auto db = store::OpenSqlDb(absl::StrCat("sqlite:", dir, "/kms.db"));
+  EXPECT_THAT(db, IsOk());
+  auto s = KmsStore::Open(*std::move(db));
+  EXPECT_THAT(s, IsOk());
+  return *std::move(s);
+}
+
+std::string EnvPub(RootKeys& keys, uint32_t epoch, const std::string& app) {
+  auto e = keys.Get(epoch);
+  EXPECT_THAT(e, IsOk());
+  auto d = DeriveAppSecrets((*e)->secret, core::AsBytes(app), {});
+  EXPECT_THAT(d, IsOk());
+  return core::HexEncode(d->env_public_key);
+}
+
+const std::string kApp(20, '\xa1');
+
+TEST(RootKeysTest, FirstStartThenReopenGivesTheSameKeys) {
+  const std::string dir = TempDir();
+  std::string before;
+  {
+    auto store = OpenStore(dir);
+    auto keys = RootKeys::Open(dir, *store, "n1");
+    ASSERT_THAT(keys, IsOk());
+    auto cur = (*keys)->Current();
+    ASSERT_THAT(cur, IsOk());
+    EXPECT_EQ((*cur)->secret.epoch, 1u);
+    before = EnvPub(**keys, 1, kApp);
+    struct stat st;
+    ASSERT_EQ(stat((dir + "/cluster.key").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600);
+    // The store holds no secret in the clear.
+    auto text = core::ReadFile(dir + "/kms.db", 64 << 20);
+    ASSERT_THAT(text, IsOk());
+    EXPECT_EQ(text->find(core::ToString((*cur)->secret.k256_scalar.span())), std::string::npos);
+  }
+  auto store = OpenStore(dir);
+  auto keys = RootKeys::Open(dir, *store, "n1");
+  ASSERT_THAT(keys, IsOk());
+  EXPECT_EQ(EnvPub(**keys, 1, kApp), before);
+  auto audit = store->ListAudit({});
+  ASSERT_THAT(audit, IsOk());
+  ASSERT_EQ(audit->first.size(), 1u);
+  EXPECT_EQ(audit->first[0].action(), v1::AUDIT_ACTION_ROOT_KEY_GENERATE);
+}
+
+TEST(RootKeysTest, AFirstStartInterruptedAfterTheKeyFileCompletesOnRestart) {
+  const std::string dir = TempDir();
+  ASSERT_THAT(core::WriteFileAtomic(dir + "/cluster.key", std::string(32, 'k'), 0600), IsOk());
+  auto store = OpenStore(dir);
+  auto keys = RootKeys::Open(dir, *store, "n1");
+  ASSERT_THAT(keys, IsOk());
+  EXPECT_EQ((*(*keys)->Current())->secret.epoch, 1u);
+}
+
+TEST(RootKeysTest, RotationKeepsOldEpochsAndRefusesRaces) {
+  const std::string dir = TempDir();
+  auto store = OpenStore(dir);
+  auto keys = RootKeys::Open(dir, *store, "n1");
+  ASSERT_THAT(keys, IsOk());
+  const std::string e1 = EnvPub(**keys, 1, kApp);
+  auto r = (*keys)->Rotate(1u, "test", "spiffe://pml/operator/t");
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ((*r)->secret.epoch, 2u);
+  EXPECT_EQ(EnvPub(**keys, 1, kApp), e1);
+  EXPECT_NE(EnvPub(**keys, 2, kApp), e1);
+  EXPECT_EQ((*keys)->Rotate(1u, "stale", "x").status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ((*keys)->Get(9).status().code(), absl::StatusCode::kNotFound);
+  // A second node object on the same store (a replica) sees the rotation.
+  auto again = RootKeys::Open(dir, *store, "n2");
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ((*(*again)->Current())->secret.epoch, 2u);
+  EXPECT_EQ(EnvPub(**again, 2, kApp), EnvPub(**keys, 2, kApp));
+}
+
+TEST(RootKeysTest, StoreWithoutKeyOrWithAnotherClustersKeyIsRefused) {
+  const std::string dir = TempDir();
+  {
+    auto store = OpenStore(dir);
+    ASSERT_THAT(RootKeys::Open(dir, *store, "n1"), IsOk());
+  }
+  const std::string other = TempDir();
+  std::filesystem::copy_file(dir + "/kms.db", other + "/kms.db");
+  auto store = OpenStore(other);
+  auto missing = RootKeys::Open(other, *store, "n2");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("--join"));
+  ASSERT_THAT(core::WriteFileAtomic(other + "/cluster.key", std::string(32, 'x'), 0600), IsOk());
+  auto wrong = RootKeys::Open(other, *store, "n2");
+  EXPECT_EQ(wrong.status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(RootKeysTest, ExportJoinReproducesEveryEpoch) {
+  const std::string a = TempDir(), b = TempDir();
+  auto sa = OpenStore(a);
+  auto ka = RootKeys::Open(a, *sa, "a");
+  ASSERT_THAT(ka, IsOk());
+  ASSERT_THAT((*ka)->Rotate(std::nullopt, "", "x"), IsOk());
+  auto secrets = (*ka)->Export();
+  ASSERT_THAT(secrets, IsOk());
+  auto sb = OpenStore(b);
+  auto kb = RootKeys::Join(b, *sb, "b", *secrets);
+  ASSERT_THAT(kb, IsOk());
+  for (uint32_t e : {1u, 2u})
+    EXPECT_EQ(EnvPub(**kb, e, kApp), EnvPub(**ka, e, kApp));
+  EXPECT_EQ((*(*kb)->Current())->key_provider_id(), (*(*ka)->Current())->key_provider_id());
+  // Joining twice is refused; a tampered secret writes nothing.
+  EXPECT_EQ(RootKeys::Join(b, *sb, "b", *secrets).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  const std::string c = TempDir();
+  auto sc = OpenStore(c);
+  v1::RootSecrets bad = *secrets;
+  bad.mutable_epochs(1)->set_k256_key(std::string(31, 'x'));
+  EXPECT_FALSE(RootKeys::Join(c, *sc, "c", bad).ok());
+  EXPECT_FALSE(core::PathExists(c + "/cluster.key"));
+  EXPECT_TRUE(sc->ListEpochs()->empty());
+}
+
+TEST(KmsStoreTest, PoliciesAreVersionedAndTheAuditIsAppendOnly) {
+  const std::string dir = TempDir();
+  auto store = OpenStore(dir);
+  v1::AppPolicy p;
+  p.set_app_id(kApp);
+  p.set_verifier_policy_id("app-x");
+  auto v1p = store->PutAppPolicy(p, 0, "op");
+  ASSERT_THAT(v1p, IsOk());
+  EXPECT_EQ(v1p->version(), 1u);
+  EXPECT_EQ(store->PutAppPolicy(p, 5, "op").status().code(), absl::StatusCode::kAborted);
+  auto v2p = store->PutAppPolicy(p, 1, "op");
+  ASSERT_THAT(v2p, IsOk());
+  EXPECT_EQ(v2p->version(), 2u);
+  EXPECT_EQ(store->GetAppPolicy(std::string(20, 'z')).status().code(),
+            absl::StatusCode::kNotFound);
+  for (int i = 0; i < 3; ++i) {
+    v1::AppPolicy q;
+    q.set_app_id(std::string(19, 'b') + static_cast<char>('0' + i));
+    q.set_inline_policy_json("{}");
+    ASSERT_THAT(store->PutAppPolicy(q, 0, "op"), IsOk());
+  }
+  auto page1 = store->ListAppPolicies(2, "");
+  ASSERT_THAT(page1, IsOk());
+  EXPECT_EQ(page1->first.size(), 2u);
+  auto page2 = store->ListAppPolicies(2, page1->second);
+  ASSERT_THAT(page2, IsOk());
+  EXPECT_EQ(page2->first.size(), 2u);
+  EXPECT_TRUE(page2->second.empty());
+  EXPECT_FALSE(store->ListAppPolicies(2, "zz").ok());
+  ASSERT_THAT(store->DeleteAppPolicy(kApp, "op"), IsOk());
+  EXPECT_EQ(store->DeleteAppPolicy(kApp, "op").code(), absl::StatusCode::kNotFound);
+  v1::ListAuditEventsRequest r;
+  r.set_app_id(kApp);
+  auto audit = store->ListAudit(r);
+  ASSERT_THAT(audit, IsOk());
+  ASSERT_EQ(audit->first.size(), 3u);  // put, put, delete
+  EXPECT_EQ(audit->first[2].action(), v1::AUDIT_ACTION_POLICY_DELETE);
+  EXPECT_LT(audit->first[0].sequence(), audit->first[1].sequence());
+  // Append-only: the database itself refuses to change or drop audit rows.
+  auto db = store::OpenSqlDb(absl::StrCat("sqlite:", dir, "/kms.db"));
+  ASSERT_THAT(db, IsOk());
+  EXPECT_FALSE((*db)->Query("UPDATE kms_audit SET outcome = 0").ok());
+  EXPECT_FALSE((*db)->Query("DELETE FROM kms_audit").ok());
+}
+
+// A verifier that answers from a script (the real one runs in the integration test), checking the
+// report-data binding the KMS asks for against the quote, as pml-verifier does.
+class ScriptedVerifier final : public VerifierClient {
+ public:
+  bool allow = true;
+  std::string app_id_in_log = kApp;
+  std::string instance_id = std::string(20, '\x11');
+  int calls = 0;
+  absl::StatusOr<av1::AppraiseResponse> Appraise(const av1::AppraiseRequest& req) override {
+    ++calls;
+    av1::AppraiseResponse r;
+    auto purpose = req.binding().purpose() == av1::REPORT_DATA_PURPOSE_KMS_KEY_RELEASE
+                       ? ratls::ReportDataPurpose::kKmsKeyRelease
+                       : ratls::ReportDataPurpose::kKmsReplicaJoin;
+    auto want = ratls::ComputeReportData(purpose, core::AsBytes(req.binding().value()));
+    const std::string& q = req.evidence().tdx_quote();
+    const bool bound = want.ok() && q.size() > 632 &&
+                       q.compare(568, 64, std::string(want->begin(), want->end())) == 0;
+    r.set_allowed(allow && bound);
+    r.set_status(r.allowed() ? av1::EAR_STATUS_AFFIRMING : av1::EAR_STATUS_CONTRAINDICATED);
+    if (!bound) {
+      auto* f = r.add_failed_checks();
+      f->set_check(av1::APPRAISAL_CHECK_REPORT_DATA_BINDING);
+      f->set_detail("report data does not commit to the binding");
+    }
+    r.set_policy_id(req.policy_id().empty() ? "inline:x" : req.policy_id());
+    r.mutable_app_info()->set_app_id(app_id_in_log);
+    r.mutable_app_info()->set_instance_id(instance_id);
+    r.set_simulated(true);
+    r.set_token("header.payload.sig");
+    return r;
+  }
+  std::string address() const override { return "scripted"; }
+};
+
+class KeyReleaseTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = TempDir();
+    store_ = OpenStore(dir_);
+    keys_ = *RootKeys::Open(dir_, *store_, "n1");
+    core_ = std::make_unique<KeyReleaseCore>(*keys_, *store_, verifier_,
+                                             KeyReleaseOptions{.node_name = "n1",
+                                                               .replica_policy_id = "kms-replica"});
+    sim_ = *tee::TdxSimulator::Create({});
+    v1::AppPolicy p;
+    p.set_app_id(kApp);
+    p.set_verifier_policy_id("app-x");
+    ASSERT_THAT(store_->PutAppPolicy(p, 0, "op"), IsOk());
+  }
+
+  // A request whose quote commits to a fresh ephemeral key.
+  v1::GetAppKeysRequest Request(crypto::X25519KeyPair& eph, bool bind = true) {
+    eph = *crypto::GenerateX25519();
+    auto rd = *ratls::ComputeReportData(ratls::ReportDataPurpose::kKmsKeyRelease,
+                                        eph.public_key);
+    if (!bind)
+      rd[0] ^= 1;
+    v1::GetAppKeysRequest r;
+    r.mutable_evidence()->set_tdx_quote(core::ToString(*sim_->GetQuote(rd)));
+    r.mutable_evidence()->mutable_app_info()->set_app_id(kApp);
+    r.set_ephemeral_public_key(std::string(eph.public_key.begin(), eph.public_key.end()));
+    return r;
+  }
+
+  v1::AppKeys OpenKeys(const v1::GetAppKeysResponse& resp, const crypto::X25519KeyPair& eph) {
+    crypto::SealedBox box;
+    const auto& s = resp.sealed_keys();
+    std::copy(s.kms_ephemeral_public_key().begin(), s.kms_ephemeral_public_key().end(),
+              box.ephemeral_public_key.begin());
+    std::copy(s.nonce().begin(), s.nonce().end(), box.nonce.begin());
+    box.ciphertext.assign(s.ciphertext().begin(), s.ciphertext().end());
+    auto plain = crypto::Open(eph.private_key.span(), box, core::AsBytes(kApp), kAppKeysSealLabel);
+    EXPECT_THAT(plain, IsOk());
+    v1::AppKeys k;
+    EXPECT_TRUE(k.ParseFromArray(plain->span().data(), static_cast<int>(plain->size())));
+    return k;
+  }
+
+  std::string dir_;
+  std::unique_ptr<KmsStore> store_;
+  std::unique_ptr<RootKeys> keys_;
+  ScriptedVerifier verifier_;
+  std::unique_ptr<KeyReleaseCore> core_;
+  std::unique_ptr<tee::TdxSimulator> sim_;
+};
+
+TEST_F(KeyReleaseTest, ReleasesSealedKeysThatAreStableAndChainToTheRoot) {
+  crypto::X25519KeyPair eph;
+  auto resp = core_->GetAppKeys(Request(eph));
+  ASSERT_THAT(resp, IsOk());
+  EXPECT_EQ(resp->epoch(), 1u);
+  EXPECT_EQ(resp->attestation_token(), "header.payload.sig");
+  v1::AppKeys k = OpenKeys(*resp, eph);
+  EXPECT_EQ(k.k256_key().size(), 32u);
+  EXPECT_EQ(k.disk_crypt_key().size(), 32u);
+  // Same app and instance: same keys, under a new ephemeral key.
+  crypto::X25519KeyPair eph2;
+  auto again = core_->GetAppKeys(Request(eph2));
+  ASSERT_THAT(again, IsOk());
+  v1::AppKeys k2 = OpenKeys(*again, eph2);
+  EXPECT_EQ(k2.k256_key(), k.k256_key());
+  EXPECT_EQ(k2.disk_crypt_key(), k.disk_crypt_key());
+  EXPECT_EQ(k2.env_crypt_key(), k.env_crypt_key());
+  // The app CA chains to the epoch's root CA; the k256 signature recovers to the root k256 key.
+  auto ca = crypto::ParseDerCertificate(core::AsBytes(k.app_ca_cert()));
+  auto root = crypto::ParseDerCertificate(core::AsBytes(k.kms_root_ca_cert()));
+  ASSERT_THAT(ca, IsOk());
+  ASSERT_THAT(root, IsOk());
+  EXPECT_THAT(crypto::VerifyCertificateSignature(**ca, **crypto::CertificatePublicKey(**root)),
+              IsOk());
+  EXPECT_EQ(ratls::ParseRaTlsClaims(**ca)->usage, "app:ca");
+  auto app_key = crypto::PrivateKeyFromScalar(crypto::Curve::kSecp256k1,
+                                              core::AsBytes(k.k256_key()));
+  ASSERT_THAT(app_key, IsOk());
+  const auto msg = KmsIssuedMessage(core::AsBytes(kApp),
+                                    *crypto::Secp256k1CompressedPublicKey(**app_key));
+  EXPECT_EQ(core::ToString(*crypto::RecoverSecp256k1PublicKey(crypto::Keccak256(msg),
+                                                              core::AsBytes(k.k256_signature()))),
+            k.kms_k256_public_key());
+  // Another instance of the app: same app keys, another disk key.
+  verifier_.instance_id = std::string(20, '\x22');
+  crypto::X25519KeyPair eph3;
+  v1::AppKeys k3 = OpenKeys(*core_->GetAppKeys(Request(eph3)), eph3);
+  EXPECT_EQ(k3.k256_key(), k.k256_key());
+  EXPECT_NE(k3.disk_crypt_key(), k.disk_crypt_key());
+  // The audit records the releases with the verifier's verdict.
+  v1::ListAuditEventsRequest lr;
+  lr.set_action(v1::AUDIT_ACTION_KEY_RELEASE);
+  auto audit = store_->ListAudit(lr);
+  ASSERT_THAT(audit, IsOk());
+  ASSERT_EQ(audit->first.size(), 3u);
+  EXPECT_EQ(audit->first[0].outcome(), v1::AUDIT_OUTCOME_ALLOWED);
+  EXPECT_EQ(audit->first[0].verifier_status(), "affirming");
+  EXPECT_EQ(audit->first[0].measurements().rtmr3().size(), 48u);
+}
+
+TEST_F(KeyReleaseTest, RefusalsAreFailedPreconditionAndAudited) {
+  crypto::X25519KeyPair eph;
+  // The quote does not commit to the ephemeral key.
+  auto unbound = core_->GetAppKeys(Request(eph, /*bind=*/false));
+  EXPECT_EQ(unbound.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(unbound.status().message()), HasSubstr("REPORT_DATA_BINDING"));
+  // A replayed request with another ephemeral key.
+  auto replay = Request(eph);
+  auto other = *crypto::GenerateX25519();
+  replay.set_ephemeral_public_key(std::string(other.public_key.begin(), other.public_key.end()));
+  EXPECT_EQ(core_->GetAppKeys(replay).status().code(), absl::StatusCode::kFailedPrecondition);
+  // Evidence the policy refuses.
+  verifier_.allow = false;
+  EXPECT_EQ(core_->GetAppKeys(Request(eph)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  verifier_.allow = true;
+  // An unknown app (never reaches the verifier).
+  auto unknown = Request(eph);
+  unknown.mutable_evidence()->mutable_app_info()->set_app_id(std::string(20, 'q'));
+  const int calls = verifier_.calls;
+  auto u = core_->GetAppKeys(unknown);
+  EXPECT_EQ(u.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(u.status().message()), HasSubstr("unknown app"));
+  EXPECT_EQ(verifier_.calls, calls);
+  // An event log stating another app than claimed.
+  verifier_.app_id_in_log = std::string(20, 'q');
+  EXPECT_EQ(core_->GetAppKeys(Request(eph)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  verifier_.app_id_in_log = kApp;
+  // Bad input.
+  auto bad = Request(eph);
+  bad.set_ephemeral_public_key("short");
+  EXPECT_EQ(core_->GetAppKeys(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  auto bad_epoch = Request(eph);
+  bad_epoch.set_epoch(7);
+  EXPECT_EQ(core_->GetAppKeys(bad_epoch).status().code(), absl::StatusCode::kNotFound);
+  v1::ListAuditEventsRequest lr;
+  lr.set_outcome(v1::AUDIT_OUTCOME_REFUSED);
+  auto audit = store_->ListAudit(lr);
+  ASSERT_THAT(audit, IsOk());
+  EXPECT_EQ(audit->first.size(), 5u);
+  for (const auto& e : audit->first)
+    EXPECT_FALSE(e.reason().empty());
+}
+
+TEST_F(KeyReleaseTest, EpochsGiveDifferentKeysAndOldOnesStayAvailable) {
+  crypto::X25519KeyPair eph;
+  v1::AppKeys e1 = OpenKeys(*core_->GetAppKeys(Request(eph)), eph);
+  ASSERT_THAT(keys_->Rotate(std::nullopt, "", "op"), IsOk());
+  crypto::X25519KeyPair eph2;
+  auto cur = core_->GetAppKeys(Request(eph2));
+  ASSERT_THAT(cur, IsOk());
+  EXPECT_EQ(cur->epoch(), 2u);
+  EXPECT_NE(OpenKeys(*cur, eph2).k256_key(), e1.k256_key());
+  crypto::X25519KeyPair eph3;
+  auto old_req = Request(eph3);
+  old_req.set_epoch(1);
+  EXPECT_EQ(OpenKeys(*core_->GetAppKeys(old_req), eph3).k256_key(), e1.k256_key());
+}
+
+TEST_F(KeyReleaseTest, JoinClusterSealsTheRootSecretsToTheJoiner) {
+  auto eph = *crypto::GenerateX25519();
+  auto rd = *ratls::ComputeReportData(ratls::ReportDataPurpose::kKmsReplicaJoin, eph.public_key);
+  v1::JoinClusterRequest r;
+  r.mutable_evidence()->set_tdx_quote(core::ToString(*sim_->GetQuote(rd)));
+  r.set_ephemeral_public_key(std::string(eph.public_key.begin(), eph.public_key.end()));
+  r.set_node_name("n2");
+  auto resp = core_->JoinCluster(r);
+  ASSERT_THAT(resp, IsOk());
+  crypto::SealedBox box;
+  const auto& s = resp->sealed_root_secrets();
+  std::copy(s.kms_ephemeral_public_key().begin(), s.kms_ephemeral_public_key().end(),
+            box.ephemeral_public_key.begin());
+  std::copy(s.nonce().begin(), s.nonce().end(), box.nonce.begin());
+  box.ciphertext.assign(s.ciphertext().begin(), s.ciphertext().end());
+  EXPECT_FALSE(crypto::Open(eph.private_key.span(), box, core::AsBytes("n3"),
+                            kRootSecretsSealLabel).ok());
+  auto plain = crypto::Open(eph.private_key.span(), box, core::AsBytes("n2"),
+                            kRootSecretsSealLabel);
+  ASSERT_THAT(plain, IsOk());
+  v1::RootSecrets secrets;
+  ASSERT_TRUE(secrets.ParseFromArray(plain->span().data(), static_cast<int>(plain->size())));
+  EXPECT_EQ(secrets.epochs_size(), 1);
+  EXPECT_EQ(secrets.cluster_key().size(), 32u);
+  // A joiner whose evidence fails the replica policy gets nothing.
+  verifier_.allow = false;
+  EXPECT_EQ(core_->JoinCluster(r).status().code(), absl::StatusCode::kFailedPrecondition);
+  r.set_node_name("Bad Name");
+  EXPECT_EQ(core_->JoinCluster(r).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(KeyReleaseTest, EnvPubKeyIsSignedByTheRootK256) {
+  v1::GetAppEnvEncryptPubKeyRequest r;
+  r.set_app_id(kApp);
+  auto resp = core_->GetAppEnvEncryptPubKey(r);
+  ASSERT_THAT(resp, IsOk());
+  auto info = core_->GetPublicInfo();
+  ASSERT_THAT(info, IsOk());
+  const auto msg = EnvPubKeyMessage(core::AsBytes(kApp), resp->timestamp(),
+                                    core::AsBytes(resp->public_key()));
+  EXPECT_EQ(core::ToString(*crypto::RecoverSecp256k1PublicKey(crypto::Keccak256(msg),
+                                                              core::AsBytes(resp->signature()))),
+            info->epochs(0).k256_public_key());
+  r.set_app_id("short");
+  EXPECT_EQ(core_->GetAppEnvEncryptPubKey(r).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace pml::kms

@@ -1,0 +1,410 @@
+#include "services/kms/kms_store.h"
+
+// GCC 12 reports -Wmaybe-uninitialized inside std::variant's string alternative when SqlValue
+// temporaries are pushed into a vector (a known false positive, GCC PR 105593 and relatives).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#include <algorithm>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/time/clock.h"
+#include "lib/core/hex.h"
+#include "lib/core/status.h"
+
+namespace pml::kms {
+namespace {
+
+using store::Blob;
+using store::SqlValue;
+
+constexpr int kDefaultPage = 100;
+constexpr int kMaxPage = 1000;
+
+// SQLite DDL; PostgreSQL gets BYTEA/BIGINT/BIGSERIAL (see Schema).
+constexpr char kSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS kms_meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS kms_epochs (epoch INTEGER PRIMARY KEY, create_unix INTEGER NOT NULL,
+  ca_cert BLOB NOT NULL, k256_public BLOB NOT NULL, sealed BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS kms_app_policy (app_id BLOB PRIMARY KEY, version INTEGER NOT NULL,
+  body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS kms_audit (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  time_unix INTEGER NOT NULL, app_id BLOB NOT NULL, action INTEGER NOT NULL,
+  outcome INTEGER NOT NULL, event BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS kms_audit_app ON kms_audit (app_id, seq);
+CREATE TABLE IF NOT EXISTS kms_replicas (name TEXT PRIMARY KEY, url TEXT NOT NULL,
+  join_unix INTEGER NOT NULL, last_seen_unix INTEGER NOT NULL);
+)sql";
+
+constexpr char kSqliteAppendOnly[] = R"sql(
+CREATE TRIGGER IF NOT EXISTS kms_audit_no_update BEFORE UPDATE ON kms_audit
+  BEGIN SELECT RAISE(ABORT, 'kms_audit is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS kms_audit_no_delete BEFORE DELETE ON kms_audit
+  BEGIN SELECT RAISE(ABORT, 'kms_audit is append-only'); END;
+)sql";
+
+constexpr char kPostgresAppendOnly[] = R"sql(
+CREATE OR REPLACE FUNCTION kms_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN RAISE EXCEPTION 'kms_audit is append-only'; END $$;
+DROP TRIGGER IF EXISTS kms_audit_append_only ON kms_audit;
+CREATE TRIGGER kms_audit_append_only BEFORE UPDATE OR DELETE ON kms_audit
+  FOR EACH ROW EXECUTE FUNCTION kms_audit_append_only();
+)sql";
+
+std::string Schema(store::SqlDialect d) {
+  if (d == store::SqlDialect::kSqlite)
+    return std::string(kSchema) + kSqliteAppendOnly;
+  return absl::StrReplaceAll(kSchema, {{"INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY"},
+                                       {"BLOB", "BYTEA"},
+                                       {"INTEGER", "BIGINT"}}) +
+         kPostgresAppendOnly;
+}
+
+int64_t Int(const SqlValue& v) {
+  const int64_t* i = std::get_if<int64_t>(&v);
+  return i == nullptr ? 0 : *i;
+}
+std::string Bytes(const SqlValue& v) {
+  if (const Blob* b = std::get_if<Blob>(&v))
+    return b->bytes;
+  if (const std::string* s = std::get_if<std::string>(&v))
+    return *s;
+  return {};
+}
+
+absl::Status Corrupt(const char* what) {
+  return absl::DataLossError(absl::StrCat("kms store: ", what, " does not parse"));
+}
+
+absl::StatusOr<uint32_t> CurrentEpoch(store::SqlDb& db) {
+  PML_ASSIGN_OR_RETURN(auto rows, db.Query("SELECT MAX(epoch) FROM kms_epochs"));
+  if (rows.empty())
+    return 0u;
+  return static_cast<uint32_t>(Int(rows[0][0]));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<KmsStore>> KmsStore::Open(std::unique_ptr<store::SqlDb> db) {
+  const std::string kind = db->kind();
+  {
+    PML_ASSIGN_OR_RETURN(store::SqlTransaction tx, store::SqlTransaction::Start(*db));
+    if (db->dialect() == store::SqlDialect::kPostgres) {
+      // Replicas starting together must not race on CREATE TABLE.
+      PML_RETURN_IF_ERROR(db->Query("SELECT pg_advisory_xact_lock(7261001)").status());
+    }
+    PML_RETURN_IF_ERROR(db->Exec(Schema(db->dialect())));
+    PML_RETURN_IF_ERROR(tx.Commit());
+  }
+  return std::unique_ptr<KmsStore>(new KmsStore(std::move(db), kind));
+}
+
+absl::StatusOr<std::optional<std::string>> KmsStore::GetMeta(const std::string& key) {
+  absl::MutexLock l(&mu_);
+  PML_ASSIGN_OR_RETURN(auto rows, db_->Query("SELECT v FROM kms_meta WHERE k = ?", {key}));
+  if (rows.empty())
+    return std::optional<std::string>();
+  return std::optional<std::string>(Bytes(rows[0][0]));
+}
+
+absl::StatusOr<std::vector<EpochRow>> KmsStore::ListEpochs() {
+  absl::MutexLock l(&mu_);
+  PML_ASSIGN_OR_RETURN(
+      auto rows,
+      db_->Query("SELECT epoch, create_unix, ca_cert, k256_public, sealed FROM kms_epochs "
+                 "ORDER BY epoch"));
+  std::vector<EpochRow> out;
+  for (const auto& r : rows) {
+    out.push_back({static_cast<uint32_t>(Int(r[0])), Int(r[1]), Bytes(r[2]), Bytes(r[3]),
+                   Bytes(r[4])});
+  }
+  return out;
+}
+
+absl::Status KmsStore::InsertEpoch(const EpochRow& row, std::optional<uint32_t> expected_current,
+                                   const std::vector<std::pair<std::string, std::string>>& meta,
+                                   v1::AuditEvent audit) {
+  absl::MutexLock l(&mu_);
+  PML_ASSIGN_OR_RETURN(store::SqlTransaction tx, store::SqlTransaction::Start(*db_));
+  PML_ASSIGN_OR_RETURN(uint32_t current, CurrentEpoch(*db_));
+  if (expected_current.has_value() && *expected_current != current) {
+    return absl::AbortedError(absl::StrCat("the current epoch is ", current, ", not ",
+                                           *expected_current, " (another rotation happened)"));
+  }
+  if (row.epoch != current + 1) {
+    return absl::AbortedError(
+        absl::StrCat("epoch ", row.epoch, " does not follow the current epoch ", current));
+  }
+  for (const auto& [k, v] : meta) {
+    PML_ASSIGN_OR_RETURN(auto existing, db_->Query("SELECT v FROM kms_meta WHERE k = ?", {k}));
+    if (existing.empty()) {
+      PML_RETURN_IF_ERROR(
+          db_->Query("INSERT INTO kms_meta (k, v) VALUES (?, ?)", {k, Blob{v}}).status());
+    }
+  }
+  absl::Status inserted =
+      db_->Query("INSERT INTO kms_epochs (epoch, create_unix, ca_cert, k256_public, sealed) "
+                 "VALUES (?, ?, ?, ?, ?)",
+                 {int64_t{row.epoch}, row.create_unix, Blob{row.ca_cert_der},
+                  Blob{row.k256_public_key}, Blob{row.sealed_secrets}})
+          .status();
+  if (absl::IsAlreadyExists(inserted)) {
+    return absl::AbortedError(
+        absl::StrCat("epoch ", row.epoch, " was created by another KMS node first"));
+  }
+  PML_RETURN_IF_ERROR(inserted);
+  audit.set_epoch(row.epoch);
+  PML_RETURN_IF_ERROR(AppendAuditLocked(std::move(audit)).status());
+  absl::Status committed = tx.Commit();
+  if (absl::IsAlreadyExists(committed) || absl::IsAborted(committed)) {
+    return absl::AbortedError(
+        absl::StrCat("epoch ", row.epoch, " conflicts with another KMS node's change; retry"));
+  }
+  return committed;
+}
+
+absl::Status KmsStore::ImportEpochs(const std::vector<EpochRow>& rows,
+                                    const std::vector<std::pair<std::string, std::string>>& meta,
+                                    v1::AuditEvent audit) {
+  absl::MutexLock l(&mu_);
+  PML_ASSIGN_OR_RETURN(store::SqlTransaction tx, store::SqlTransaction::Start(*db_));
+  PML_ASSIGN_OR_RETURN(uint32_t current, CurrentEpoch(*db_));
+  for (const auto& [k, v] : meta) {
+    PML_ASSIGN_OR_RETURN(auto existing, db_->Query("SELECT v FROM kms_meta WHERE k = ?", {k}));
+    if (existing.empty()) {
+      PML_RETURN_IF_ERROR(
+          db_->Query("INSERT INTO kms_meta (k, v) VALUES (?, ?)", {k, Blob{v}}).status());
+    }
+  }
+  for (const EpochRow& row : rows) {
+    if (row.epoch <= current)
+      continue;
+    if (row.epoch != current + 1)
+      return absl::InvalidArgumentError(absl::StrCat("epoch ", row.epoch, " skips an epoch"));
+    PML_RETURN_IF_ERROR(
+        db_->Query("INSERT INTO kms_epochs (epoch, create_unix, ca_cert, k256_public, sealed) "
+                   "VALUES (?, ?, ?, ?, ?)",
+                   {int64_t{row.epoch}, row.create_unix, Blob{row.ca_cert_der},
+                    Blob{row.k256_public_key}, Blob{row.sealed_secrets}})
+            .status());
+    current = row.epoch;
+  }
+  audit.set_epoch(current);
+  PML_RETURN_IF_ERROR(AppendAuditLocked(std::move(audit)).status());
+  return tx.Commit();
+}
+
+absl::StatusOr<v1::AppPolicy> KmsStore::PutAppPolicy(v1::AppPolicy policy,
+                                                     uint32_t expected_version,
+                                                     const std::string& caller) {
+  absl::MutexLock l(&mu_);
+  PML_ASSIGN_OR_RETURN(store::SqlTransaction tx, store::SqlTransaction::Start(*db_));
+  const std::string app_id = policy.app_id();
+  PML_ASSIGN_OR_RETURN(auto rows, db_->Query("SELECT version FROM kms_app_policy WHERE app_id = ?",
+                                             {Blob{app_id}}));
+  const uint32_t current = rows.empty() ? 0 : static_cast<uint32_t>(Int(rows[0][0]));
+  if (expected_version != 0 && expected_version != current) {
+    return absl::AbortedError(absl::StrCat("app policy is at version ", current, ", not ",
+                                           expected_version));
+  }
+  policy.set_version(current + 1);
+  policy.mutable_update_time()->set_seconds(absl::ToUnixSeconds(absl::Now()));
+  policy.set_updated_by(caller);
+  const std::string body = policy.SerializeAsString();
+  if (rows.empty()) {
+    PML_RETURN_IF_ERROR(db_->Query("INSERT INTO kms_app_policy (app_id, version, body) "
+                                   "VALUES (?, ?, ?)",
+                                   {Blob{app_id}, int64_t{policy.version()}, Blob{body}})
+                            .status());
+  } else {
+    PML_RETURN_IF_ERROR(db_->Query("UPDATE kms_app_policy SET version = ?, body = ? "
+                                   "WHERE app_id = ?",
+                                   {int64_t{policy.version()}, Blob{body}, Blob{app_id}})
+                            .status());
+  }
+  v1::AuditEvent a;
+  a.set_action(v1::AUDIT_ACTION_POLICY_PUT);
+  a.set_outcome(v1::AUDIT_OUTCOME_ALLOWED);
+  a.set_caller(caller);
+  a.set_app_id(app_id);
+  a.set_policy_id(policy.has_verifier_policy_id() ? policy.verifier_policy_id() : "inline");
+  a.set_reason(absl::StrCat("app policy version ", policy.version()));
+  PML_RETURN_IF_ERROR(AppendAuditLocked(std::move(a)).status());
+  absl::Status committed = tx.Commit();
+  if (absl::IsAborted(committed))
+    return absl::AbortedError("the app policy changed concurrently; retry");
+  PML_RETURN_IF_ERROR(committed);
+  return policy;
+}
+
+absl::StatusOr<v1::AppPolicy> KmsStore::GetAppPolicy(const std::string& app_id) {
+  absl::MutexLock l(&mu_);
+  PML_ASSIGN_OR_RETURN(auto rows, db_->Query("SELECT body FROM kms_app_policy WHERE app_id = ?",
+                                             {Blob{app_id}}));
+  if (rows.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat("no key-release policy for app ", core::HexEncode(core::AsBytes(app_id))));
+  }
+  v1::AppPolicy p;
+  if (!p.ParseFromString(Bytes(rows[0][0])))
+    return Corrupt("an app policy");
+  return p;
+}
+
+absl::StatusOr<std::pair<std::vector<v1::AppPolicy>, std::string>> KmsStore::ListAppPolicies(
+    int page_size, const std::string& page_token) {
+  const int n = page_size <= 0 ? kDefaultPage : std::min(page_size, kMaxPage);
+  std::string after;
+  if (!page_token.empty()) {
+    auto b = core::HexDecode(page_token);
+    if (!b.ok() || b->size() != 20)
+      return absl::InvalidArgumentError("page_token: not a token this server issued");
+    after = core::ToString(*b);
+  }
+  absl::MutexLock l(&mu_);
+  PML_ASSIGN_OR_RETURN(auto rows,
+                       db_->Query("SELECT app_id, body FROM kms_app_policy WHERE app_id > ? "
+                                  "ORDER BY app_id LIMIT ?",
+                                  {Blob{after}, int64_t{n + 1}}));
+  std::pair<std::vector<v1::AppPolicy>, std::string> out;
+  for (size_t i = 0; i < rows.size() && static_cast<int>(i) < n; ++i) {
+    v1::AppPolicy p;
+    if (!p.ParseFromString(Bytes(rows[i][1])))
+      return Corrupt("an app policy");
+    out.first.push_back(std::move(p));
+  }
+  if (static_cast<int>(rows.size()) > n)
+    out.second = core::HexEncode(core::AsBytes(out.first.back().app_id()));
+  return out;
+}
+
+absl::Status KmsStore::DeleteAppPolicy(const std::string& app_id, const std::string& caller) {
+  absl::MutexLock l(&mu_);
+  PML_ASSIGN_OR_RETURN(store::SqlTransaction tx, store::SqlTransaction::Start(*db_));
+  PML_ASSIGN_OR_RETURN(auto rows, db_->Query("SELECT version FROM kms_app_policy WHERE app_id = ?",
+                                             {Blob{app_id}}));
+  if (rows.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat("no key-release policy for app ", core::HexEncode(core::AsBytes(app_id))));
+  }
+  PML_RETURN_IF_ERROR(
+      db_->Query("DELETE FROM kms_app_policy WHERE app_id = ?", {Blob{app_id}}).status());
+  v1::AuditEvent a;
+  a.set_action(v1::AUDIT_ACTION_POLICY_DELETE);
+  a.set_outcome(v1::AUDIT_OUTCOME_ALLOWED);
+  a.set_caller(caller);
+  a.set_app_id(app_id);
+  a.set_reason("app policy removed: the app gets no keys until a new one is put");
+  PML_RETURN_IF_ERROR(AppendAuditLocked(std::move(a)).status());
+  return tx.Commit();
+}
+
+absl::StatusOr<uint64_t> KmsStore::AppendAudit(v1::AuditEvent event) {
+  absl::MutexLock l(&mu_);
+  return AppendAuditLocked(std::move(event));
+}
+
+absl::StatusOr<uint64_t> KmsStore::AppendAuditLocked(v1::AuditEvent event) {
+  if (!event.has_time()) {
+    const absl::Time now = absl::Now();
+    event.mutable_time()->set_seconds(absl::ToUnixSeconds(now));
+    event.mutable_time()->set_nanos(static_cast<int32_t>(
+        absl::ToInt64Nanoseconds(now - absl::FromUnixSeconds(absl::ToUnixSeconds(now)))));
+  }
+  event.clear_sequence();
+  PML_ASSIGN_OR_RETURN(
+      auto rows,
+      db_->Query("INSERT INTO kms_audit (time_unix, app_id, action, outcome, event) "
+                 "VALUES (?, ?, ?, ?, ?) RETURNING seq",
+                 {int64_t{event.time().seconds()}, Blob{event.app_id()}, int64_t{event.action()},
+                  int64_t{event.outcome()}, Blob{event.SerializeAsString()}}));
+  if (rows.empty())
+    return absl::InternalError("kms store: audit insert returned no sequence");
+  return static_cast<uint64_t>(Int(rows[0][0]));
+}
+
+absl::StatusOr<std::pair<std::vector<v1::AuditEvent>, std::string>> KmsStore::ListAudit(
+    const v1::ListAuditEventsRequest& r) {
+  const int n = r.page_size() <= 0 ? kDefaultPage : std::min(r.page_size(), kMaxPage);
+  int64_t after = 0;
+  if (!r.page_token().empty() && (!absl::SimpleAtoi(r.page_token(), &after) || after < 0))
+    return absl::InvalidArgumentError("page_token: not a token this server issued");
+  std::string sql = "SELECT seq, event FROM kms_audit WHERE seq > ?";
+  std::vector<SqlValue> params{after};
+  if (!r.app_id().empty()) {
+    sql += " AND app_id = ?";
+    params.push_back(Blob{r.app_id()});
+  }
+  if (r.has_start_time()) {
+    sql += " AND time_unix >= ?";
+    params.push_back(int64_t{r.start_time().seconds()});
+  }
+  if (r.has_end_time()) {
+    sql += " AND time_unix < ?";
+    params.push_back(int64_t{r.end_time().seconds()});
+  }
+  if (r.action() != v1::AUDIT_ACTION_UNSPECIFIED) {
+    sql += " AND action = ?";
+    params.push_back(int64_t{r.action()});
+  }
+  if (r.outcome() != v1::AUDIT_OUTCOME_UNSPECIFIED) {
+    sql += " AND outcome = ?";
+    params.push_back(int64_t{r.outcome()});
+  }
+  sql += " ORDER BY seq LIMIT ?";
+  params.push_back(int64_t{n + 1});
+  absl::MutexLock l(&mu_);
+  PML_ASSIGN_OR_RETURN(auto rows, db_->Query(sql, params));
+  std::pair<std::vector<v1::AuditEvent>, std::string> out;
+  for (size_t i = 0; i < rows.size() && static_cast<int>(i) < n; ++i) {
+    v1::AuditEvent e;
+    if (!e.ParseFromString(Bytes(rows[i][1])))
+      return Corrupt("an audit event");
+    e.set_sequence(static_cast<uint64_t>(Int(rows[i][0])));
+    out.first.push_back(std::move(e));
+  }
+  if (static_cast<int>(rows.size()) > n)
+    out.second = absl::StrCat(out.first.back().sequence());
+  return out;
+}
+
+absl::Status KmsStore::UpsertReplica(const std::string& name, const std::string& url,
+                                     int64_t join_unix, int64_t last_seen_unix) {
+  absl::MutexLock l(&mu_);
+  PML_ASSIGN_OR_RETURN(store::SqlTransaction tx, store::SqlTransaction::Start(*db_));
+  PML_ASSIGN_OR_RETURN(auto rows,
+                       db_->Query("SELECT join_unix FROM kms_replicas WHERE name = ?", {name}));
+  if (rows.empty()) {
+    PML_RETURN_IF_ERROR(db_->Query("INSERT INTO kms_replicas (name, url, join_unix, "
+                                   "last_seen_unix) VALUES (?, ?, ?, ?)",
+                                   {name, url, join_unix, last_seen_unix})
+                            .status());
+  } else {
+    PML_RETURN_IF_ERROR(db_->Query("UPDATE kms_replicas SET url = ?, last_seen_unix = ? "
+                                   "WHERE name = ?",
+                                   {url, last_seen_unix, name})
+                            .status());
+  }
+  return tx.Commit();
+}
+
+absl::StatusOr<std::vector<v1::ReplicaInfo>> KmsStore::ListReplicas() {
+  absl::MutexLock l(&mu_);
+  PML_ASSIGN_OR_RETURN(auto rows, db_->Query("SELECT name, url, join_unix, last_seen_unix FROM "
+                                             "kms_replicas ORDER BY name"));
+  std::vector<v1::ReplicaInfo> out;
+  for (const auto& r : rows) {
+    v1::ReplicaInfo i;
+    i.set_node_name(Bytes(r[0]));
+    i.set_url(Bytes(r[1]));
+    i.mutable_join_time()->set_seconds(Int(r[2]));
+    i.mutable_last_seen_time()->set_seconds(Int(r[3]));
+    out.push_back(std::move(i));
+  }
+  return out;
+}
+
+}  // namespace pml::kms
