@@ -78,6 +78,10 @@ AgentCore::AgentCore(RuntimeEventLog& log, AppKeys& keys, const AppCa* ca, GpuSo
                      AgentIdentity identity)
     : log_(log), keys_(keys), ca_(ca), gpus_(gpus), identity_(std::move(identity)) {
   identity_.boot_log_json = CompactArray(identity_.boot_log_json);
+  // Answers embed vm_config as a JSON string: make it valid UTF-8 once (invalid bytes -> U+FFFD).
+  identity_.vm_config = Json::parse(
+      Json(identity_.vm_config).dump(-1, ' ', false, Json::error_handler_t::replace))
+                            .get<std::string>();
 }
 
 absl::StatusOr<QuoteResult> AgentCore::GetQuote(absl::Span<const uint8_t> report_data) const {

@@ -140,11 +140,47 @@ Json TlsReply(const TlsKeyResult& t) {
               {"certificate_chain", t.certificate_chain}};
 }
 
-Json QuoteJson(const QuoteResult& q) {
-  return Json{{"quote", core::HexEncode(q.quote)},
-              {"event_log", q.event_log},
-              {"report_data", core::HexEncode(q.report_data)},
-              {"vm_config", q.vm_config}};
+// `s` as a JSON string. The agent's strings are valid UTF-8 (the event log is its own compact
+// JSON, vm_config is sanitized when the core is built), so only '"', '\\' and control characters
+// need escaping; this avoids nlohmann's per-byte UTF-8 check on the ~10 KB of every quote answer.
+void AppendJsonString(std::string& out, absl::string_view s) {
+  out.push_back('"');
+  size_t start = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c != '"' && c != '\\' && c >= 0x20)
+      continue;
+    out.append(s.data() + start, i - start);
+    if (c == '"') {
+      out.append("\\\"");
+    } else if (c == '\\') {
+      out.append("\\\\");
+    } else {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out.append("\\u00");
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xf]);
+    }
+    start = i + 1;
+  }
+  out.append(s.data() + start, s.size() - start);
+  out.push_back('"');
+}
+
+// The /GetQuote answer, built directly (the hot path of the API).
+std::string QuoteJsonText(const QuoteResult& q) {
+  std::string out;
+  out.reserve(2 * q.quote.size() + q.event_log.size() + q.vm_config.size() + 256);
+  out.append("{\"event_log\":");
+  AppendJsonString(out, q.event_log);
+  out.append(",\"quote\":\"");
+  out.append(core::HexEncode(q.quote));
+  out.append("\",\"report_data\":\"");
+  out.append(core::HexEncode(q.report_data));
+  out.append("\",\"vm_config\":");
+  AppendJsonString(out, q.vm_config);
+  out.push_back('}');
+  return out;
 }
 
 absl::StatusOr<Json> Info(const AgentCore& core) {
@@ -212,12 +248,16 @@ HttpResponse DstackApi::Handle(const HttpRequest& req) const {
     return Error(body.status());
   const Json& j = *body;
   const std::string& p = req.path;
+  if (p == "/GetQuote" || p == "/prpc/Tappd.RawQuote") {
+    absl::StatusOr<std::vector<uint8_t>> rd = HexField(j, "report_data", 64);
+    if (!rd.ok())
+      return Error(rd.status());
+    absl::StatusOr<QuoteResult> q = core_.GetQuote(*rd);
+    if (!q.ok())
+      return Error(q.status());
+    return {200, "application/json", QuoteJsonText(*q)};
+  }
   auto run = [&]() -> absl::StatusOr<Json> {
-    if (p == "/GetQuote" || p == "/prpc/Tappd.RawQuote") {
-      PML_ASSIGN_OR_RETURN(std::vector<uint8_t> rd, HexField(j, "report_data", 64));
-      PML_ASSIGN_OR_RETURN(QuoteResult q, core_.GetQuote(rd));
-      return QuoteJson(q);
-    }
     if (p == "/prpc/Tappd.TdxQuote") {
       PML_ASSIGN_OR_RETURN(std::vector<uint8_t> data, HexField(j, "report_data", 1 << 16));
       PML_ASSIGN_OR_RETURN(std::string algorithm, Str(j, "hash_algorithm"));
