@@ -2,17 +2,17 @@
 
 namespace pml::rpc {
 
-void AddServerFlags(CLI::App& app, ServerFlags& f) {
+void AddServerFlags(CLI::App& app, ServerFlags& f, bool tls_required) {
   app.add_option("--listen", f.server.listen,
                  "gRPC listen address host:port (port 0 picks a free one)")
       ->capture_default_str();
   app.add_option("--tls-cert", f.server.tls.cert, "server certificate chain, PEM file")
-      ->required();
+      ->required(tls_required);
   app.add_option("--tls-key", f.server.tls.key, "server private key, PEM file (mode 0600)")
-      ->required();
+      ->required(tls_required);
   app.add_option("--tls-ca", f.server.tls.ca,
                  "CA bundle (PEM) that client certificates must chain to")
-      ->required();
+      ->required(tls_required);
   app.add_option("--cert-reload-seconds", f.server.cert_reload_seconds,
                  "how often the certificate, key and CA files are re-read, in seconds")
       ->capture_default_str()

@@ -23,7 +23,9 @@ struct ServerFlags {
 // Adds --listen, --tls-cert, --tls-key, --tls-ca, --cert-reload-seconds, --max-message-mib,
 // --metrics-listen, --log-format, --log-level, --shutdown-grace-seconds, --handler-threads,
 // --handler-queue to `app`, writing into `flags` (whose current values are the defaults).
-void AddServerFlags(CLI::App& app, ServerFlags& flags);
+// `tls_required` false (the guest agent, which may serve on a unix socket only): the TLS flags are
+// optional, and Server::Start refuses a TCP listener without them.
+void AddServerFlags(CLI::App& app, ServerFlags& flags, bool tls_required = true);
 
 // Version string of this build ("0.1.0").
 const char* Version();

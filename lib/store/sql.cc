@@ -341,9 +341,11 @@ std::string RedactDbUrl(absl::string_view url) {
   const size_t auth = sep + 3;
   std::string out(url.substr(0, auth));
   absl::string_view rest = url.substr(auth);
-  // user:password@ ends at the first `@` before any `/` (libpq's rule).
-  const size_t at = rest.find_first_of("@/");
-  if (at != absl::string_view::npos && rest[at] == '@') {
+  // libpq ends user:password@ at the first `@` before any `/`; a password with an unencoded `@`
+  // or `/` is then misparsed, but must still not be logged: redact up to the last `@` before the
+  // query string.
+  const size_t at = rest.substr(0, rest.find('?')).rfind('@');
+  if (at != absl::string_view::npos) {
     const absl::string_view userinfo = rest.substr(0, at);
     const size_t colon = userinfo.find(':');
     if (colon != absl::string_view::npos) {

@@ -24,6 +24,7 @@
 //   a statement in a transaction that an earlier error aborted       -> kFailedPrecondition
 //   a bad call (placeholder/parameter count mismatch, not exactly one statement in Query, a NUL
 //   in a text parameter)                                             -> kInvalidArgument
+//   PostgreSQL statement_timeout (57014, when the URL sets one)      -> kDeadlineExceeded
 //   SQLite corrupt file / PostgreSQL data_corrupted                  -> kDataLoss
 //   disk full                                                        -> kResourceExhausted
 //   anything else (syntax errors, other constraints, unsupported result types) -> kInternal
@@ -34,6 +35,12 @@
 // kFailedPrecondition. So do not catch kAlreadyExists inside a transaction and carry on; use
 // `INSERT ... ON CONFLICT DO NOTHING` (both dialects) instead. Use Begin/Commit/Rollback (or
 // SqlTransaction), never BEGIN/COMMIT text through Exec or Query.
+//
+// Portable SQL: both dialects take BIGINT and TEXT columns, `INSERT ... ON CONFLICT (...) DO
+// NOTHING / DO UPDATE SET x = excluded.x`, RETURNING, CAST(x AS BIGINT) and `||`. Branch on
+// dialect() for blob columns (BLOB vs BYTEA) and generated keys (INTEGER PRIMARY KEY vs BIGINT
+// GENERATED ALWAYS AS IDENTITY). Bind flags as integers into BIGINT/INTEGER columns (PostgreSQL
+// has no int8 -> boolean cast); SUM() of bigint is numeric in PostgreSQL: cast it to BIGINT.
 //
 // Threading: a SqlDb is one connection that one thread uses at a time; callers guard it with a
 // mutex or open one per thread. Different SqlDb objects may be used concurrently.

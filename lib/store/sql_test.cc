@@ -520,6 +520,7 @@ TEST(RedactDbUrlTest, ReplacesPasswordsOnly) {
       {"postgresql:///kms?host=/run/pg&pass%77ord=s3cret&sslpassword=k3y",
        "postgresql:///kms?host=/run/pg&pass%77ord=***&sslpassword=***"},
       {"postgresql://db/kms", "postgresql://db/kms"},
+      {"postgresql://kms:p@ss/w0rd@db/kms?user=a@b", "postgresql://kms:***@db/kms?user=a@b"},
       {"mysql://root:s3cret@db/x", "mysql://root:***@db/x"},
       {"host=db password='s3 cret' user=kms", "host=db password=*** user=kms"},
       {"sqlite:/var/lib/pml/kms.db", "sqlite:/var/lib/pml/kms.db"},

@@ -226,7 +226,7 @@ int main(int argc, char** argv) {
   flags.server.listen = "";
   std::string ready_file;
   AgentFlags f;
-  pml::rpc::AddServerFlags(app, flags);
+  pml::rpc::AddServerFlags(app, flags, /*tls_required=*/false);
   pml::rpc::AddReadyFileFlag(app, ready_file);
   app.add_option("--tee", f.tee,
                  "TEE provider (required): auto (configfs-tsm, else /dev/tdx_guest; never the "

@@ -23,7 +23,8 @@ absl::StatusOr<v1::RootSecrets> FetchRootSecrets(const JoinOptions& o, tee::TeeP
   v1::JoinClusterRequest req;
   common::v1::EvidenceBundle* b = req.mutable_evidence();
   b->set_tdx_quote(core::ToString(quote));
-  b->set_event_log("[]");
+  // No runtime event log: a KMS node is appraised on its platform and OS measurements (the
+  // replica policy sets require_event_log false and allow_any_app).
   b->set_report_data(std::string(rd.begin(), rd.end()));
   b->set_simulated(tee.IsSimulated());
   b->set_tee_provider(tee.IsSimulated() ? common::v1::TEE_PROVIDER_SIMULATOR

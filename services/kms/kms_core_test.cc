@@ -21,6 +21,8 @@
 #include "lib/ratls/cert.h"
 #include "lib/ratls/report_data.h"
 #include "lib/store/sql.h"
+#include "lib/store/testing/local_postgres.h"
+#include "absl/strings/str_replace.h"
 #include "lib/tee/simulator.h"
 #include "services/kms/derive.h"
 #include "services/kms/key_release.h"
@@ -44,13 +46,49 @@ std::string TempDir() {
   return d.string();
 }
 
-std::unique_ptr<KmsStore> OpenStore(const std::string& dir) {
-  auto db = store::OpenSqlDb(absl::StrCat("sqlite:", dir, "/kms.db"));
+std::unique_ptr<KmsStore> OpenUrl(const std::string& url) {
+  auto db = store::OpenSqlDb(url);
   EXPECT_THAT(db, IsOk());
   auto s = KmsStore::Open(*std::move(db));
   EXPECT_THAT(s, IsOk());
   return *std::move(s);
 }
+
+std::unique_ptr<KmsStore> OpenStore(const std::string& dir) {
+  return OpenUrl(absl::StrCat("sqlite:", dir, "/kms.db"));
+}
+
+// The same store-level behaviour on PostgreSQL (what replicas share): one throwaway server for
+// the suite; every test gets its own database.
+class PostgresKmsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto pg = store::LocalPostgres::Start();
+    if (pg.ok())
+      pg_ = pg->release();
+    else
+      skip_ = std::string(pg.status().message());
+  }
+  static void TearDownTestSuite() {
+    delete pg_;
+    pg_ = nullptr;
+  }
+  void SetUp() override {
+    if (pg_ == nullptr)
+      GTEST_SKIP() << "PostgreSQL unavailable: " << skip_;
+    static int n = 0;
+    const std::string name = absl::StrCat("kms", n++);
+    auto admin = store::OpenSqlDb(pg_->url());
+    ASSERT_THAT(admin, IsOk());
+    ASSERT_THAT((*admin)->Exec(absl::StrCat("CREATE DATABASE ", name)), IsOk());
+    url_ = absl::StrReplaceAll(pg_->url(), {{"postgresql:///postgres", "postgresql:///" + name}});
+  }
+  static store::LocalPostgres* pg_;
+  static std::string skip_;
+  std::string url_;
+};
+store::LocalPostgres* PostgresKmsTest::pg_ = nullptr;
+std::string PostgresKmsTest::skip_;
 
 std::string EnvPub(RootKeys& keys, uint32_t epoch, const std::string& app) {
   auto e = keys.Get(epoch);
@@ -206,6 +244,47 @@ TEST(KmsStoreTest, PoliciesAreVersionedAndTheAuditIsAppendOnly) {
   ASSERT_THAT(db, IsOk());
   EXPECT_FALSE((*db)->Query("UPDATE kms_audit SET outcome = 0").ok());
   EXPECT_FALSE((*db)->Query("DELETE FROM kms_audit").ok());
+}
+
+TEST_F(PostgresKmsTest, TwoNodesShareEpochsRotationsAndTheAudit) {
+  const std::string a = TempDir(), b = TempDir();
+  auto sa = OpenUrl(url_);
+  auto ka = RootKeys::Open(a, *sa, "a");
+  ASSERT_THAT(ka, IsOk());
+  EXPECT_EQ(sa->kind(), "postgres");
+  // Node b shares the store: without the cluster key it must join; with it, it reads the epochs.
+  auto sb = OpenUrl(url_);
+  EXPECT_EQ(RootKeys::Open(b, *sb, "b").status().code(), absl::StatusCode::kFailedPrecondition);
+  auto secrets = (*ka)->Export();
+  ASSERT_THAT(secrets, IsOk());
+  auto kb = RootKeys::Join(b, *sb, "b", *secrets);
+  ASSERT_THAT(kb, IsOk());
+  EXPECT_EQ(EnvPub(**kb, 1, kApp), EnvPub(**ka, 1, kApp));
+  // A rotation on a is seen by b; racing rotations from both: exactly one wins.
+  ASSERT_THAT((*ka)->Rotate(1u, "", "op"), IsOk());
+  EXPECT_EQ((*(*kb)->Current())->secret.epoch, 2u);
+  EXPECT_EQ(EnvPub(**kb, 2, kApp), EnvPub(**ka, 2, kApp));
+  auto ra = (*ka)->Rotate(2u, "", "op");
+  auto rb = (*kb)->Rotate(2u, "", "op");
+  EXPECT_NE(ra.ok(), rb.ok());
+  EXPECT_EQ((ra.ok() ? rb : ra).status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(EnvPub(**kb, 3, kApp), EnvPub(**ka, 3, kApp));
+  // Policies and audit are shared, append-only there too.
+  v1::AppPolicy p;
+  p.set_app_id(kApp);
+  p.set_verifier_policy_id("x");
+  ASSERT_THAT(sa->PutAppPolicy(p, 0, "op"), IsOk());
+  EXPECT_EQ(sb->GetAppPolicy(kApp)->version(), 1u);
+  EXPECT_EQ(sb->PutAppPolicy(p, 5, "op").status().code(), absl::StatusCode::kAborted);
+  auto audit = sb->ListAudit({});
+  ASSERT_THAT(audit, IsOk());
+  EXPECT_GE(audit->first.size(), 4u);
+  auto raw = store::OpenSqlDb(url_);
+  ASSERT_THAT(raw, IsOk());
+  EXPECT_FALSE((*raw)->Query("DELETE FROM kms_audit").ok());
+  ASSERT_THAT(sa->UpsertReplica("a", "x:1", 1, 2), IsOk());
+  ASSERT_THAT(sb->UpsertReplica("b", "x:2", 1, 2), IsOk());
+  EXPECT_EQ(sa->ListReplicas()->size(), 2u);
 }
 
 // A verifier that answers from a script (the real one runs in the integration test), checking the

@@ -94,7 +94,7 @@ absl::StatusOr<std::unique_ptr<KmsStore>> KmsStore::Open(std::unique_ptr<store::
     PML_ASSIGN_OR_RETURN(store::SqlTransaction tx, store::SqlTransaction::Start(*db));
     if (db->dialect() == store::SqlDialect::kPostgres) {
       // Replicas starting together must not race on CREATE TABLE.
-      PML_RETURN_IF_ERROR(db->Query("SELECT pg_advisory_xact_lock(7261001)").status());
+      PML_RETURN_IF_ERROR(db->Exec("SELECT pg_advisory_xact_lock(7261001)"));
     }
     PML_RETURN_IF_ERROR(db->Exec(Schema(db->dialect())));
     PML_RETURN_IF_ERROR(tx.Commit());

@@ -14,6 +14,8 @@
 #include "lib/rpc/status_convert.h"
 #include "pml/common/v1/info.grpc.pb.h"
 #include "tools/pmlctl/client_flags.h"
+#include "tools/pmlctl/dev_cmd.h"
+#include "tools/pmlctl/kms_cmd.h"
 #include "tools/pmlctl/pki.h"
 #include "tools/pmlctl/policy_cmd.h"
 #include "tools/pmlctl/verify_cmd.h"
@@ -102,6 +104,8 @@ int main(int argc, char** argv) {
   AddVerifyCommands(app);
   AddPolicyCommands(app);
   AddTokenCommands(app);
+  AddKmsCommands(app);
+  AddDevCommands(app);
   CLI11_PARSE(app, argc, argv);
 
   if (pki_init->parsed()) {

@@ -4,16 +4,17 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pwd.h>
-#include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -23,6 +24,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/memory/memory.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -85,6 +87,24 @@ absl::StatusOr<std::string> FindBinDir() {
         "or set PML_POSTGRES_BINDIR");
   }
   return best;
+}
+
+// Where the cluster goes: /dev/shm when it is a tmpfs with room (initdb there takes a third of
+// the time it takes on a disk), else $TMPDIR, else /tmp. Unix socket paths are limited to 107
+// bytes, so a long $TMPDIR is passed over too.
+std::string BaseDir() {
+  constexpr uint64_t kMinFreeBytes = 512ull << 20;  // a cluster is ~40 MB, WAL grows in 16 MB
+  struct statvfs vfs {};
+  if (::access("/dev/shm", W_OK | X_OK) == 0 && ::statvfs("/dev/shm", &vfs) == 0 &&
+      static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize >= kMinFreeBytes) {
+    return "/dev/shm";
+  }
+  std::error_code ec;
+  std::string base = fs::temp_directory_path(ec).string();
+  if (ec || base.size() > 64) {
+    base = "/tmp";
+  }
+  return base;
 }
 
 absl::StatusOr<std::string> FindRunuser() {
@@ -153,11 +173,12 @@ absl::Status AppendToFile(const std::string& path, absl::string_view text) {
   return absl::OkStatus();
 }
 
-// Runs argv[0] (found through PATH when it has no slash) with stdin from /dev/null and
-// stdout+stderr appended to `log`, in directory `cwd`; returns its exit status (-1 when killed by
-// a signal). posix_spawn rather than fork: the test process has threads.
-absl::StatusOr<int> Run(const std::vector<std::string>& argv, const std::string& log,
-                        const std::string& cwd) {
+// Starts argv[0] (found through PATH when it has no slash) in directory `cwd`, with stdin from
+// `stdin_fd` (/dev/null when -1) and stdout+stderr appended to `log`, and no other descriptor
+// of ours (a server must not hold, say, ctest's output pipe). posix_spawn rather than fork: the
+// test process has threads.
+absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv, int stdin_fd,
+                            const std::string& log, const std::string& cwd) {
   std::vector<char*> args;
   args.reserve(argv.size() + 1);
   for (const std::string& a : argv) {
@@ -170,10 +191,14 @@ absl::StatusOr<int> Run(const std::vector<std::string>& argv, const std::string&
     return absl::InternalError("local postgres: posix_spawn_file_actions_init failed");
   }
   absl::Cleanup destroy = [&actions] { posix_spawn_file_actions_destroy(&actions); };
-  if (posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0) != 0 ||
+  const bool stdin_ok =
+      stdin_fd >= 0 ? posix_spawn_file_actions_adddup2(&actions, stdin_fd, 0) == 0
+                    : posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0) == 0;
+  if (!stdin_ok ||
       posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND,
                                        0644) != 0 ||
       posix_spawn_file_actions_adddup2(&actions, 1, 2) != 0 ||
+      posix_spawn_file_actions_addclosefrom_np(&actions, 3) != 0 ||
       posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str()) != 0) {
     return absl::InternalError("local postgres: cannot set up posix_spawn file actions");
   }
@@ -183,6 +208,11 @@ absl::StatusOr<int> Run(const std::vector<std::string>& argv, const std::string&
     return absl::InternalError(
         absl::StrCat("local postgres: cannot run ", argv[0], ": ", ErrnoText(rc)));
   }
+  return pid;
+}
+
+// Waits for `pid`; returns its exit status (-1 when a signal ended it).
+absl::StatusOr<int> Wait(pid_t pid) {
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) {
@@ -194,26 +224,58 @@ absl::StatusOr<int> Run(const std::vector<std::string>& argv, const std::string&
 
 }  // namespace
 
+absl::StatusOr<int> LocalPostgres::RunAsServerUser(std::vector<std::string> argv,
+                                                   const std::string& log) const {
+  if (server_.as_root) {
+    PML_ASSIGN_OR_RETURN(std::string runuser, FindRunuser());
+    argv.insert(argv.begin(), {runuser, "-u", kServerUser, "--"});
+  }
+  // The server user may not be allowed into our working directory; the temp dir is its own.
+  PML_ASSIGN_OR_RETURN(const pid_t pid, Spawn(argv, -1, log, dir_));
+  return Wait(pid);
+}
+
 absl::StatusOr<int> LocalPostgres::RunTool(absl::string_view tool,
                                            const std::vector<std::string>& args,
                                            const std::string& log) const {
-  std::vector<std::string> argv;
-  if (as_postgres_user_) {
-    PML_ASSIGN_OR_RETURN(std::string runuser, FindRunuser());
-    argv = {runuser, "-u", kServerUser, "--"};
-  }
-  argv.push_back(absl::StrCat(bindir_, "/", tool));
+  std::vector<std::string> argv = {absl::StrCat(server_.bindir, "/", tool)};
   argv.insert(argv.end(), args.begin(), args.end());
-  // The server user may not be allowed into our working directory; the temp dir is its own.
-  return Run(argv, log, dir_);
+  return RunAsServerUser(std::move(argv), log);
 }
+
+namespace {
+
+// initdb takes a second or more, a copy of its result a fraction of that, and ctest runs each
+// test case in its own process: the first Start publishes a pristine cluster as a template in
+// the temp dir (keyed by user and server version), and later ones copy it. Only a template
+// owned by the server user and writable by no one else is used.
+std::string TemplatePath(const std::string& bindir) {
+  std::error_code ec;
+  std::string base = fs::temp_directory_path(ec).string();
+  if (ec) {
+    base = "/tmp";
+  }
+  std::string key = bindir;  // e.g. /usr/lib/postgresql/15/bin -> _usr_lib_postgresql_15_bin
+  std::replace_if(
+      key.begin(), key.end(),
+      [](char c) { return !absl::ascii_isalnum(static_cast<unsigned char>(c)); }, '_');
+  return absl::StrCat(base, "/pml_pg_template_", ::geteuid(), key);
+}
+
+bool TemplateUsable(const std::string& path, uid_t server_uid) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == server_uid &&
+         (st.st_mode & 022) == 0 && core::PathExists(path + "/complete");
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<LocalPostgres>> LocalPostgres::Start() {
   PML_ASSIGN_OR_RETURN(std::string bindir, FindBinDir());
-  const bool as_root = ::geteuid() == 0;
-  uid_t uid = 0;
-  gid_t gid = 0;
-  if (as_root) {
+  ServerUser server{.bindir = std::move(bindir), .as_root = ::geteuid() == 0};
+  server.uid = ::geteuid();
+  server.gid = ::getegid();
+  if (server.as_root) {
     PML_RETURN_IF_ERROR(FindRunuser().status());
     passwd pw{};
     passwd* found = nullptr;
@@ -223,16 +285,26 @@ absl::StatusOr<std::unique_ptr<LocalPostgres>> LocalPostgres::Start() {
           "local postgres: running as root, and there is no `postgres` user to run the server as "
           "(the postgresql package creates it)");
     }
-    uid = pw.pw_uid;
-    gid = pw.pw_gid;
+    server.uid = pw.pw_uid;
+    server.gid = pw.pw_gid;
   }
+  const std::string template_path = TemplatePath(server.bindir);
+  bool from_template = false;
+  absl::StatusOr<std::unique_ptr<LocalPostgres>> pg =
+      StartCluster(server, template_path, &from_template);
+  if (!pg.ok() && from_template) {
+    // A damaged template (say, a temp-dir cleaner took some of its files): drop it, start afresh.
+    std::error_code ec;
+    fs::remove_all(template_path, ec);
+    pg = StartCluster(server, template_path, &from_template);
+  }
+  return pg;
+}
 
-  // Unix socket paths are limited to 107 bytes: keep the dir short.
-  std::error_code ec;
-  std::string base = fs::temp_directory_path(ec).string();
-  if (ec || base.size() > 64) {
-    base = "/tmp";
-  }
+absl::StatusOr<std::unique_ptr<LocalPostgres>> LocalPostgres::StartCluster(
+    const ServerUser& server, const std::string& template_path, bool* from_template) {
+  *from_template = false;
+  const std::string base = BaseDir();
   std::string dir = absl::StrCat(base, "/pml_pg_XXXXXX");
   if (::mkdtemp(dir.data()) == nullptr) {
     return absl::InternalError(
@@ -240,23 +312,37 @@ absl::StatusOr<std::unique_ptr<LocalPostgres>> LocalPostgres::Start() {
   }
   // From here on the destructor removes the dir (and stops the server once started).
   // WrapUnique: the constructor is private.
-  std::unique_ptr<LocalPostgres> pg =
-      absl::WrapUnique(new LocalPostgres(std::move(bindir), dir, as_root));
-  if (as_root && ::chown(dir.c_str(), uid, gid) != 0) {
+  std::unique_ptr<LocalPostgres> pg = absl::WrapUnique(new LocalPostgres(server, dir));
+  if (server.as_root && ::chown(dir.c_str(), server.uid, server.gid) != 0) {
     return absl::InternalError(
         absl::StrCat("local postgres: cannot chown ", dir, ": ", ErrnoText(errno)));
   }
+  PML_RETURN_IF_ERROR(pg->StartWatcher());
 
   const std::string data = dir + "/data";
-  const std::string initdb_log = dir + "/initdb.log";
-  PML_ASSIGN_OR_RETURN(const int initdb_rc,
-                       pg->RunTool("initdb",
-                                   {"-D", data, "-U", kServerUser, "-A", "trust", "-E", "UTF8",
-                                    "--locale=C", "--no-sync", "--no-instructions"},
-                                   initdb_log));
-  if (initdb_rc != 0) {
-    return absl::InternalError(absl::StrCat("local postgres: initdb failed (exit ", initdb_rc,
-                                            "): ", LogTail(initdb_log)));
+  if (!template_path.empty() && TemplateUsable(template_path, server.uid)) {
+    absl::StatusOr<int> rc =
+        pg->RunAsServerUser({"cp", "-a", template_path + "/data", data}, dir + "/cp.log");
+    *from_template = rc.ok() && *rc == 0;
+    if (!*from_template) {
+      std::error_code ec;
+      fs::remove_all(data, ec);
+    }
+  }
+  if (!*from_template) {
+    const std::string initdb_log = dir + "/initdb.log";
+    PML_ASSIGN_OR_RETURN(const int initdb_rc,
+                         pg->RunTool("initdb",
+                                     {"-D", data, "-U", kServerUser, "-A", "trust", "-E", "UTF8",
+                                      "--locale=C", "--no-sync", "--no-instructions"},
+                                     initdb_log));
+    if (initdb_rc != 0) {
+      return absl::InternalError(absl::StrCat("local postgres: initdb failed (exit ", initdb_rc,
+                                              "): ", LogTail(initdb_log)));
+    }
+    if (!template_path.empty()) {
+      pg->PublishTemplate(data, template_path);
+    }
   }
 
   PML_ASSIGN_OR_RETURN(const int port, PickFreePort());
@@ -269,7 +355,6 @@ absl::StatusOr<std::unique_ptr<LocalPostgres>> LocalPostgres::Start() {
                    "max_connections = 30\n")));
 
   const std::string server_log = dir + "/server.log";
-  pg->started_ = true;
   PML_ASSIGN_OR_RETURN(
       const int start_rc,
       pg->RunTool("pg_ctl", {"-D", data, "-l", server_log, "-w", "-t", "60", "-s", "start"},
@@ -284,27 +369,66 @@ absl::StatusOr<std::unique_ptr<LocalPostgres>> LocalPostgres::Start() {
   return pg;
 }
 
-LocalPostgres::~LocalPostgres() {
-  if (started_) {
-    const std::string data = dir_ + "/data";
-    absl::StatusOr<int> rc =
-        RunTool("pg_ctl", {"-D", data, "-m", "immediate", "-w", "-t", "30", "-s", "stop"},
-                dir_ + "/pg_ctl.log");
-    if (!rc.ok() || *rc != 0) {
-      // Last resort, so that no server outlives the test: kill the postmaster named in its pid
-      // file (its backends exit when they notice it is gone).
-      absl::StatusOr<std::string> pid_file = core::ReadFile(data + "/postmaster.pid", 4096);
-      int pid = 0;
-      if (pid_file.ok()) {
-        const absl::string_view first_line = *pid_file;
-        if (absl::SimpleAtoi(first_line.substr(0, first_line.find('\n')), &pid) && pid > 1) {
-          ::kill(pid, SIGKILL);
-        }
-      }
-    }
+void LocalPostgres::PublishTemplate(const std::string& data,
+                                    const std::string& template_path) const {
+  // Best effort: without a template, the next Start runs initdb again. Copy to a fresh dir, mark
+  // it complete, and rename it into place, so no one ever sees half a template; when another
+  // process published first, the rename fails and the copy is dropped.
+  std::string tmp = template_path + "_tmp_XXXXXX";
+  if (::mkdtemp(tmp.data()) == nullptr) {
+    return;
   }
-  std::error_code ec;
-  fs::remove_all(dir_, ec);  // best effort: a destructor cannot report
+  bool published = false;
+  if (!server_.as_root || ::chown(tmp.c_str(), server_.uid, server_.gid) == 0) {
+    absl::StatusOr<int> rc = RunAsServerUser({"cp", "-a", data, tmp + "/data"}, dir_ + "/cp.log");
+    published = rc.ok() && *rc == 0 && core::WriteFileAtomic(tmp + "/complete", "", 0600).ok() &&
+                ::rename(tmp.c_str(), template_path.c_str()) == 0;
+  }
+  if (!published) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+  }
+}
+
+// The cleanup runs in a watcher process that waits for the end of a pipe only this process
+// holds: the destructor closes it, and so does the kernel when a crash or a kill ends the test
+// process, so no server outlives its test (which matters most for the tests that fail).
+absl::Status LocalPostgres::StartWatcher() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    return absl::InternalError(absl::StrCat("local postgres: pipe: ", ErrnoText(errno)));
+  }
+  absl::Cleanup close_read = [fd = fds[0]] { ::close(fd); };
+  watch_fd_ = fds[1];
+  // $1: the dir; the rest: the stop command. If the stop fails, kill the postmaster named in its
+  // pid file (its backends exit when they notice it is gone).
+  constexpr char kScript[] =
+      "dir=$1; shift; cat >/dev/null; "
+      "\"$@\" || { read -r pid < \"$dir/data/postmaster.pid\" && kill -9 \"$pid\"; }; "
+      "rm -rf \"$dir\"";
+  std::vector<std::string> argv = {"sh", "-c", kScript, "sh", dir_};
+  if (server_.as_root) {
+    PML_ASSIGN_OR_RETURN(std::string runuser, FindRunuser());
+    argv.insert(argv.end(), {runuser, "-u", kServerUser, "--"});
+  }
+  argv.insert(argv.end(), {absl::StrCat(server_.bindir, "/pg_ctl"), "-D", dir_ + "/data", "-m",
+                           "immediate", "-w", "-t", "30", "-s", "stop"});
+  // cwd "/": the dir is removed under the watcher's feet.
+  PML_ASSIGN_OR_RETURN(watcher_pid_, Spawn(argv, fds[0], "/dev/null", "/"));
+  return absl::OkStatus();
+}
+
+LocalPostgres::~LocalPostgres() {
+  if (watch_fd_ >= 0) {
+    ::close(watch_fd_);
+  }
+  if (watcher_pid_ > 0) {
+    // The watcher stops the server and removes the dir; a failure cannot be reported from here.
+    Wait(watcher_pid_).IgnoreError();
+  } else {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
 }
 
 }  // namespace pml::store

@@ -5,12 +5,20 @@
 // preferred, or $PML_POSTGRES_BINDIR). PostgreSQL refuses to run as root, so under euid 0 the
 // server runs as the `postgres` user (via runuser) and the temp dir is chowned to it.
 //
+// The cluster lives in /dev/shm when that is a tmpfs with room (else $TMPDIR): initdb is several
+// times faster there. initdb runs once per machine and server version: its result is kept as a
+// template, $TMPDIR/pml_pg_template_<euid>_<bindir> (about 40 MB, owned by the server user), that
+// later Starts copy in a fraction of a second (ctest runs each test case in its own process).
+// Deleting the template is always safe; a damaged one is replaced.
+//
 // Typical use, one server per test suite (initdb takes about a second):
 //   static void SetUpTestSuite() {
 //     auto pg = LocalPostgres::Start();
 //     if (pg.status().code() == absl::StatusCode::kUnavailable) -> GTEST_SKIP() << pg.status();
 //   }
 // then OpenSqlDb(pg->url()). The database is `postgres`, the superuser `postgres` (trust auth).
+
+#include <sys/types.h>
 
 #include <memory>
 #include <string>
@@ -24,10 +32,10 @@ namespace pml::store {
 
 class LocalPostgres {
  public:
-  // initdb + pg_ctl start (fsync off: the data is disposable). Errors: kUnavailable when the
-  // server binaries (or, as root, the postgres user or runuser) are missing, with what to install;
-  // kInternal when initdb or the server fails, with the tail of its log. Blocks until the server
-  // accepts connections. Thread-safe.
+  // initdb (or a copy of the template) + pg_ctl start (fsync off: the data is disposable). Errors:
+  // kUnavailable when the server binaries (or, as root, the postgres user or runuser) are missing,
+  // with what to install; kInternal when initdb or the server fails, with the tail of its log.
+  // Blocks until the server accepts connections. Thread-safe.
   static absl::StatusOr<std::unique_ptr<LocalPostgres>> Start();
 
   // "postgresql:///postgres?host=<dir>&port=<n>&user=postgres": for OpenSqlDb, or psql.
@@ -36,24 +44,42 @@ class LocalPostgres {
   const std::string& dir() const { return dir_; }
 
   // Stops the server (pg_ctl stop -m immediate) and removes the temp dir. Open connections
-  // then fail with kUnavailable.
+  // then fail with kUnavailable. A watcher process does the same if the test process dies
+  // without running this (a crash, a ctest timeout that spares the process's children).
   ~LocalPostgres();
 
   LocalPostgres(const LocalPostgres&) = delete;
   LocalPostgres& operator=(const LocalPostgres&) = delete;
 
  private:
-  LocalPostgres(std::string bindir, std::string dir, bool as_postgres_user)
-      : bindir_(std::move(bindir)), dir_(std::move(dir)), as_postgres_user_(as_postgres_user) {}
+  struct ServerUser {
+    std::string bindir;    // holds initdb, pg_ctl
+    bool as_root = false;  // run the tools as the postgres user (via runuser)
+    uid_t uid = 0;         // who owns the cluster
+    gid_t gid = 0;
+  };
 
-  // Runs one of the server binaries (as the postgres user when root), output to `log`.
+  LocalPostgres(ServerUser server, std::string dir)
+      : server_(std::move(server)), dir_(std::move(dir)) {}
+
+  // One attempt of Start, using the template at `template_path` when there is a usable one
+  // (sets *from_template) and publishing one after an initdb otherwise ("" for neither).
+  static absl::StatusOr<std::unique_ptr<LocalPostgres>> StartCluster(
+      const ServerUser& server, const std::string& template_path, bool* from_template);
+  // Starts the process that stops the server and removes dir_ when this object or this process
+  // goes away.
+  absl::Status StartWatcher();
+  void PublishTemplate(const std::string& data, const std::string& template_path) const;
+  // Runs argv (as the postgres user when root) in dir_, output to `log`; returns the exit code.
+  absl::StatusOr<int> RunAsServerUser(std::vector<std::string> argv, const std::string& log) const;
+  // Runs one of the server binaries.
   absl::StatusOr<int> RunTool(absl::string_view tool, const std::vector<std::string>& args,
                               const std::string& log) const;
 
-  std::string bindir_;
+  ServerUser server_;
   std::string dir_;
-  bool as_postgres_user_;
-  bool started_ = false;  // pg_ctl start ran (perhaps partly): the destructor stops the server
+  int watch_fd_ = -1;  // write end of the watcher's pipe: closing it triggers the cleanup
+  pid_t watcher_pid_ = -1;
   std::string url_;
 };
 
