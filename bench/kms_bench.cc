@@ -976,6 +976,29 @@ int Run(Options o) {
   if (!fresh.ok())
     return Fail(fresh.status());
 
+  // The transport floor: GetPublicInfo (no appraisal, no derivation; ~1 KB answer) over the
+  // same kind of channel.
+  auto floor = Measure(
+      1, o.seconds,
+      [&](int, int) -> Call {
+        auto stub = std::shared_ptr<kms::v1::KeyRelease::Stub>(
+            kms::v1::KeyRelease::NewStub(CvmChannel(target, k.root_pem)));
+        return [stub]() -> absl::Status {
+          grpc::ClientContext ctx;
+          ctx.set_deadline(std::chrono::system_clock::now() + kClientDeadline);
+          kms::v1::GetPublicInfoRequest req;
+          kms::v1::GetPublicInfoResponse resp;
+          const grpc::Status s = stub->GetPublicInfo(&ctx, req, &resp);
+          if (!s.ok())
+            return absl::UnavailableError(absl::StrCat("GetPublicInfo: ", s.error_message()));
+          return resp.epochs_size() == 1 ? absl::OkStatus()
+                                         : absl::InternalError("GetPublicInfo: no epoch");
+        };
+      },
+      0);
+  if (!floor.ok())
+    return Fail(floor.status());
+
   auto steps = Breakdown(k, switch_verifier, zero, pool, o.step_seconds);
   if (!steps.ok())
     return Fail(steps.status());
@@ -1022,6 +1045,9 @@ int Run(Options o) {
   std::printf("  %-42s %7d %9.3f %9.3f %9.0f %11.1f %6s\n",
               "zero-cost verifier, new TLS conn per call", 1, fresh->p50_ms(), fresh->p99_ms(),
               fresh->PerSecond(), fresh->CpuUsPerRequest(), "new");
+  std::printf("  %-42s %7d %9.3f %9.3f %9.0f %11.1f %6d\n",
+              "GetPublicInfo (transport floor)", 1, floor->p50_ms(), floor->p99_ms(),
+              floor->PerSecond(), floor->CpuUsPerRequest(), 1);
   std::printf("KMS own cost, step by step (in-process, sequential, each for %.1f s)\n",
               o.step_seconds);
   std::printf("  %-50s %9s %9s\n", "", "wall us", "CPU us");

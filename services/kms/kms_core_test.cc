@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "lib/core/file.h"
 #include "lib/core/hex.h"
+#include "lib/core/status.h"
 #include "lib/core/testing/status_matchers.h"
 #include "lib/crypto/key.h"
 #include "lib/crypto/seal.h"
@@ -54,9 +55,6 @@ std::unique_ptr<KmsStore> OpenUrl(const std::string& url) {
   return *std::move(s);
 }
 
-std::unique_ptr<KmsStore> OpenStore(const std::string& dir) {
-  return OpenUrl(absl::StrCat("sqlite:", dir, "/kms.db"));
-}
 
 // The same store-level behaviour on PostgreSQL (what replicas share): one throwaway server for
 // the suite; every test gets its own database.
@@ -90,6 +88,49 @@ class PostgresKmsTest : public ::testing::Test {
 store::LocalPostgres* PostgresKmsTest::pg_ = nullptr;
 std::string PostgresKmsTest::skip_;
 
+// The same tests on both stores: SQLite (one file per test) and PostgreSQL (one database per
+// test, on one throwaway server for the whole binary).
+enum class Backend { kSqlite, kPostgres };
+
+absl::StatusOr<std::string> NewStoreUrl(Backend b) {
+  if (b == Backend::kSqlite)
+    return absl::StrCat("sqlite:", TempDir(), "/kms.db");
+  static absl::StatusOr<std::unique_ptr<store::LocalPostgres>>* pg =
+      new absl::StatusOr<std::unique_ptr<store::LocalPostgres>>(store::LocalPostgres::Start());
+  if (!pg->ok())
+    return pg->status();
+  static int n = 0;
+  const std::string name = absl::StrCat("kmsp", n++);
+  PML_ASSIGN_OR_RETURN(auto admin, store::OpenSqlDb((**pg)->url()));
+  PML_RETURN_IF_ERROR(admin->Exec(absl::StrCat("CREATE DATABASE ", name)));
+  return absl::StrReplaceAll((**pg)->url(), {{"postgresql:///postgres", "postgresql:///" + name}});
+}
+
+class BackendTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  // A fresh store's URL; skips the test when PostgreSQL is not installed.
+  std::string NewUrl() {
+    auto url = NewStoreUrl(GetParam());
+    if (!url.ok()) {
+      if (absl::IsUnavailable(url.status()))
+        skip_ = true;
+      EXPECT_TRUE(absl::IsUnavailable(url.status())) << url.status();
+      return "";
+    }
+    return *url;
+  }
+  bool skip_ = false;
+};
+
+std::string BackendName(const ::testing::TestParamInfo<Backend>& i) {
+  return i.param == Backend::kSqlite ? "sqlite" : "postgres";
+}
+
+#define PML_NEW_URL(var)     \
+  const std::string var = NewUrl(); \
+  if (skip_)                 \
+    GTEST_SKIP() << "PostgreSQL is not installed";
+
 std::string EnvPub(RootKeys& keys, uint32_t epoch, const std::string& app) {
   auto e = keys.Get(epoch);
   EXPECT_THAT(e, IsOk());
@@ -100,11 +141,12 @@ std::string EnvPub(RootKeys& keys, uint32_t epoch, const std::string& app) {
 
 const std::string kApp(20, '\xa1');
 
-TEST(RootKeysTest, FirstStartThenReopenGivesTheSameKeys) {
+TEST_P(BackendTest, FirstStartThenReopenGivesTheSameKeys) {
+  PML_NEW_URL(url);
   const std::string dir = TempDir();
   std::string before;
   {
-    auto store = OpenStore(dir);
+    auto store = OpenUrl(url);
     auto keys = RootKeys::Open(dir, *store, "n1");
     ASSERT_THAT(keys, IsOk());
     auto cur = (*keys)->Current();
@@ -114,12 +156,19 @@ TEST(RootKeysTest, FirstStartThenReopenGivesTheSameKeys) {
     struct stat st;
     ASSERT_EQ(stat((dir + "/cluster.key").c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 0777, 0600);
-    // The store holds no secret in the clear.
-    auto text = core::ReadFile(dir + "/kms.db", 64 << 20);
-    ASSERT_THAT(text, IsOk());
-    EXPECT_EQ(text->find(core::ToString((*cur)->secret.k256_scalar.span())), std::string::npos);
+    // The store holds no root secret in the clear.
+    auto rows = store->ListEpochs();
+    ASSERT_THAT(rows, IsOk());
+    const std::string k = core::ToString((*cur)->secret.k256_scalar.span());
+    const std::string c = core::ToString((*cur)->secret.ca_scalar.span());
+    for (const EpochRow& r : *rows) {
+      for (const std::string* f : {&r.ca_cert_der, &r.k256_public_key, &r.sealed_secrets}) {
+        EXPECT_EQ(f->find(k), std::string::npos);
+        EXPECT_EQ(f->find(c), std::string::npos);
+      }
+    }
   }
-  auto store = OpenStore(dir);
+  auto store = OpenUrl(url);
   auto keys = RootKeys::Open(dir, *store, "n1");
   ASSERT_THAT(keys, IsOk());
   EXPECT_EQ(EnvPub(**keys, 1, kApp), before);
@@ -129,18 +178,20 @@ TEST(RootKeysTest, FirstStartThenReopenGivesTheSameKeys) {
   EXPECT_EQ(audit->first[0].action(), v1::AUDIT_ACTION_ROOT_KEY_GENERATE);
 }
 
-TEST(RootKeysTest, AFirstStartInterruptedAfterTheKeyFileCompletesOnRestart) {
+TEST_P(BackendTest, AFirstStartInterruptedAfterTheKeyFileCompletesOnRestart) {
+  PML_NEW_URL(url);
   const std::string dir = TempDir();
   ASSERT_THAT(core::WriteFileAtomic(dir + "/cluster.key", std::string(32, 'k'), 0600), IsOk());
-  auto store = OpenStore(dir);
+  auto store = OpenUrl(url);
   auto keys = RootKeys::Open(dir, *store, "n1");
   ASSERT_THAT(keys, IsOk());
   EXPECT_EQ((*(*keys)->Current())->secret.epoch, 1u);
 }
 
-TEST(RootKeysTest, RotationKeepsOldEpochsAndRefusesRaces) {
+TEST_P(BackendTest, RotationKeepsOldEpochsAndRefusesRaces) {
+  PML_NEW_URL(url);
   const std::string dir = TempDir();
-  auto store = OpenStore(dir);
+  auto store = OpenUrl(url);
   auto keys = RootKeys::Open(dir, *store, "n1");
   ASSERT_THAT(keys, IsOk());
   const std::string e1 = EnvPub(**keys, 1, kApp);
@@ -158,15 +209,16 @@ TEST(RootKeysTest, RotationKeepsOldEpochsAndRefusesRaces) {
   EXPECT_EQ(EnvPub(**again, 2, kApp), EnvPub(**keys, 2, kApp));
 }
 
-TEST(RootKeysTest, StoreWithoutKeyOrWithAnotherClustersKeyIsRefused) {
+TEST_P(BackendTest, StoreWithoutKeyOrWithAnotherClustersKeyIsRefused) {
+  PML_NEW_URL(url);
   const std::string dir = TempDir();
   {
-    auto store = OpenStore(dir);
+    auto store = OpenUrl(url);
     ASSERT_THAT(RootKeys::Open(dir, *store, "n1"), IsOk());
   }
+  // Another node on the same store, without the cluster key: it must join.
   const std::string other = TempDir();
-  std::filesystem::copy_file(dir + "/kms.db", other + "/kms.db");
-  auto store = OpenStore(other);
+  auto store = OpenUrl(url);
   auto missing = RootKeys::Open(other, *store, "n2");
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(missing.status().message()), HasSubstr("--join"));
@@ -175,15 +227,18 @@ TEST(RootKeysTest, StoreWithoutKeyOrWithAnotherClustersKeyIsRefused) {
   EXPECT_EQ(wrong.status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
-TEST(RootKeysTest, ExportJoinReproducesEveryEpoch) {
+TEST_P(BackendTest, ExportJoinReproducesEveryEpoch) {
+  PML_NEW_URL(url_a);
+  PML_NEW_URL(url_b);
+  PML_NEW_URL(url_c);
   const std::string a = TempDir(), b = TempDir();
-  auto sa = OpenStore(a);
+  auto sa = OpenUrl(url_a);
   auto ka = RootKeys::Open(a, *sa, "a");
   ASSERT_THAT(ka, IsOk());
   ASSERT_THAT((*ka)->Rotate(std::nullopt, "", "x"), IsOk());
   auto secrets = (*ka)->Export();
   ASSERT_THAT(secrets, IsOk());
-  auto sb = OpenStore(b);
+  auto sb = OpenUrl(url_b);
   auto kb = RootKeys::Join(b, *sb, "b", *secrets);
   ASSERT_THAT(kb, IsOk());
   for (uint32_t e : {1u, 2u})
@@ -193,7 +248,7 @@ TEST(RootKeysTest, ExportJoinReproducesEveryEpoch) {
   EXPECT_EQ(RootKeys::Join(b, *sb, "b", *secrets).status().code(),
             absl::StatusCode::kAlreadyExists);
   const std::string c = TempDir();
-  auto sc = OpenStore(c);
+  auto sc = OpenUrl(url_c);
   v1::RootSecrets bad = *secrets;
   bad.mutable_epochs(1)->set_k256_key(std::string(31, 'x'));
   EXPECT_FALSE(RootKeys::Join(c, *sc, "c", bad).ok());
@@ -201,9 +256,9 @@ TEST(RootKeysTest, ExportJoinReproducesEveryEpoch) {
   EXPECT_TRUE(sc->ListEpochs()->empty());
 }
 
-TEST(KmsStoreTest, PoliciesAreVersionedAndTheAuditIsAppendOnly) {
-  const std::string dir = TempDir();
-  auto store = OpenStore(dir);
+TEST_P(BackendTest, PoliciesAreVersionedAndTheAuditIsAppendOnly) {
+  PML_NEW_URL(url);
+  auto store = OpenUrl(url);
   v1::AppPolicy p;
   p.set_app_id(kApp);
   p.set_verifier_policy_id("app-x");
@@ -240,7 +295,7 @@ TEST(KmsStoreTest, PoliciesAreVersionedAndTheAuditIsAppendOnly) {
   EXPECT_EQ(audit->first[2].action(), v1::AUDIT_ACTION_POLICY_DELETE);
   EXPECT_LT(audit->first[0].sequence(), audit->first[1].sequence());
   // Append-only: the database itself refuses to change or drop audit rows.
-  auto db = store::OpenSqlDb(absl::StrCat("sqlite:", dir, "/kms.db"));
+  auto db = store::OpenSqlDb(url);
   ASSERT_THAT(db, IsOk());
   EXPECT_FALSE((*db)->Query("UPDATE kms_audit SET outcome = 0").ok());
   EXPECT_FALSE((*db)->Query("DELETE FROM kms_audit").ok());
@@ -322,11 +377,14 @@ class ScriptedVerifier final : public VerifierClient {
   std::string address() const override { return "scripted"; }
 };
 
-class KeyReleaseTest : public ::testing::Test {
+class KeyReleaseTest : public BackendTest {
  protected:
   void SetUp() override {
     dir_ = TempDir();
-    store_ = OpenStore(dir_);
+    const std::string url = NewUrl();
+    if (skip_)
+      GTEST_SKIP() << "PostgreSQL is not installed";
+    store_ = OpenUrl(url);
     keys_ = *RootKeys::Open(dir_, *store_, "n1");
     core_ = std::make_unique<KeyReleaseCore>(*keys_, *store_, verifier_,
                                              KeyReleaseOptions{.node_name = "n1",
@@ -374,7 +432,7 @@ class KeyReleaseTest : public ::testing::Test {
   std::unique_ptr<tee::TdxSimulator> sim_;
 };
 
-TEST_F(KeyReleaseTest, ReleasesSealedKeysThatAreStableAndChainToTheRoot) {
+TEST_P(KeyReleaseTest, ReleasesSealedKeysThatAreStableAndChainToTheRoot) {
   crypto::X25519KeyPair eph;
   auto resp = core_->GetAppKeys(Request(eph));
   ASSERT_THAT(resp, IsOk());
@@ -424,7 +482,7 @@ TEST_F(KeyReleaseTest, ReleasesSealedKeysThatAreStableAndChainToTheRoot) {
   EXPECT_EQ(audit->first[0].measurements().rtmr3().size(), 48u);
 }
 
-TEST_F(KeyReleaseTest, RefusalsAreFailedPreconditionAndAudited) {
+TEST_P(KeyReleaseTest, RefusalsAreFailedPreconditionAndAudited) {
   crypto::X25519KeyPair eph;
   // The quote does not commit to the ephemeral key.
   auto unbound = core_->GetAppKeys(Request(eph, /*bind=*/false));
@@ -469,7 +527,7 @@ TEST_F(KeyReleaseTest, RefusalsAreFailedPreconditionAndAudited) {
     EXPECT_FALSE(e.reason().empty());
 }
 
-TEST_F(KeyReleaseTest, EpochsGiveDifferentKeysAndOldOnesStayAvailable) {
+TEST_P(KeyReleaseTest, EpochsGiveDifferentKeysAndOldOnesStayAvailable) {
   crypto::X25519KeyPair eph;
   v1::AppKeys e1 = OpenKeys(*core_->GetAppKeys(Request(eph)), eph);
   ASSERT_THAT(keys_->Rotate(std::nullopt, "", "op"), IsOk());
@@ -484,7 +542,7 @@ TEST_F(KeyReleaseTest, EpochsGiveDifferentKeysAndOldOnesStayAvailable) {
   EXPECT_EQ(OpenKeys(*core_->GetAppKeys(old_req), eph3).k256_key(), e1.k256_key());
 }
 
-TEST_F(KeyReleaseTest, JoinClusterSealsTheRootSecretsToTheJoiner) {
+TEST_P(KeyReleaseTest, JoinClusterSealsTheRootSecretsToTheJoiner) {
   auto eph = *crypto::GenerateX25519();
   auto rd = *ratls::ComputeReportData(ratls::ReportDataPurpose::kKmsReplicaJoin, eph.public_key);
   v1::JoinClusterRequest r;
@@ -515,7 +573,7 @@ TEST_F(KeyReleaseTest, JoinClusterSealsTheRootSecretsToTheJoiner) {
   EXPECT_EQ(core_->JoinCluster(r).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST_F(KeyReleaseTest, EnvPubKeyIsSignedByTheRootK256) {
+TEST_P(KeyReleaseTest, EnvPubKeyIsSignedByTheRootK256) {
   v1::GetAppEnvEncryptPubKeyRequest r;
   r.set_app_id(kApp);
   auto resp = core_->GetAppEnvEncryptPubKey(r);
@@ -530,6 +588,11 @@ TEST_F(KeyReleaseTest, EnvPubKeyIsSignedByTheRootK256) {
   r.set_app_id("short");
   EXPECT_EQ(core_->GetAppEnvEncryptPubKey(r).status().code(), absl::StatusCode::kInvalidArgument);
 }
+
+INSTANTIATE_TEST_SUITE_P(Stores, BackendTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres), BackendName);
+INSTANTIATE_TEST_SUITE_P(Stores, KeyReleaseTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres), BackendName);
 
 }  // namespace
 }  // namespace pml::kms
