@@ -25,12 +25,10 @@ provider, two simulated GPUs), driven by the real @phala/dstack-sdk from npm
 
 Run: PML_BUILD_DIR=build /usr/bin/python3 tests/integration/guest_agent_test.py
 """
-import datetime
 import hashlib
 import importlib
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -42,7 +40,6 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -140,126 +137,15 @@ def spki_der(public_key):
                                    serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def simulated_collateral(quote):
-    """collateral.json for quotes of lib/tee's simulator, built from the simulator's public
-    definition (lib/tee/simulated_pki.{h,cc}: keys are P-256 scalars SHA-256(label); TCB info and
-    QE identity rate the simulated platform UpToDate). Nothing is secret there by design; pmlctl and
-    pml-verifier take collateral only from outside, so the test issues it as an operator would
-    import Intel's. The root and Platform CA certificates come from the quote's PCK chain; the root
-    key derived here must be the one the quote chains to."""
-    def key(label):
-        return ec.derive_private_key(int.from_bytes(hashlib.sha256(label.encode()).digest(), "big"),
-                                     ec.SECP256R1())
+def simulated_collateral(quote=None):
+    """collateral.json for lib/tee's simulated platform, as an operator gets it:
+    `pmlctl dev simulated-collateral` (pmlctl and pml-verifier take collateral only from outside)."""
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "collateral.json")
+        harness.pmlctl("dev", "simulated-collateral", "--out", out)
+        with open(out) as f:
+            return f.read()
 
-    def sign_raw(k, data):
-        r, s_ = decode_dss_signature(k.sign(data, ec.ECDSA(hashes.SHA256())))
-        return (r.to_bytes(32, "big") + s_.to_bytes(32, "big")).hex()
-
-    def compact(o):
-        return json.dumps(o, separators=(",", ":"))
-
-    def pem(c):
-        return c.public_bytes(serialization.Encoding.PEM).decode()
-
-    pems = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n?", quote, re.S)
-    assert len(pems) == 3, f"{len(pems)} certificates in the quote's PCK chain"
-    _, platform, root = [x509.load_pem_x509_certificate(p) for p in pems]
-    root_k = key("pml simulated tdx root v1")
-    platform_k = key("pml simulated tdx pck platform ca v1")
-    tcb_k = key("pml simulated tdx tcb signing v1")
-    assert spki_der(root.public_key()) == spki_der(root_k.public_key()), "not the simulated root"
-
-    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-    issued, next_update = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=30)
-    t = lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
-    up, old = "2024-03-13T00:00:00Z", "2023-08-09T00:00:00Z"
-
-    def sgx_components(svns):
-        names = {0: ("BIOS", "Early Microcode Update"), 1: ("OS/VMM", "SGX Late Microcode Update"),
-                 2: ("OS/VMM", "TXT SINIT"), 3: ("BIOS", None), 4: ("BIOS", None),
-                 5: ("BIOS", None), 7: ("OS/VMM", "SEAMLDR ACM")}
-        out = []
-        for i, v in enumerate(svns):
-            c = {"svn": v}
-            if i in names:
-                c["category"] = names[i][0]
-                if names[i][1]:
-                    c["type"] = names[i][1]
-            out.append(c)
-        return out
-
-    def tdx_components(svns):
-        out = []
-        for i, v in enumerate(svns):
-            c = {"svn": v}
-            if i in (0, 1):
-                c.update(category="OS/VMM", type="TDX Module")
-            elif i == 2:
-                c.update(category="OS/VMM", type="TDX Late Microcode Update")
-            out.append(c)
-        return out
-
-    def level(isvsvn, date, status):
-        return {"tcb": {"isvsvn": isvsvn}, "tcbDate": date, "tcbStatus": status}
-
-    def module(ident, levels):
-        return {"id": ident, "mrsigner": "0" * 96, "attributes": "0" * 16,
-                "attributesMask": "F" * 16, "tcbLevels": levels}
-
-    sgx = [3, 3, 2, 2, 4, 1, 0, 5] + [0] * 8   # kSimulatedSgxTcbComponents
-    tee = [5, 1, 2] + [0] * 13                  # kSimulatedTeeTcbSvn
-    tdx_now, tdx_old = [0] * 16, [0] * 16
-    tdx_now[0], tdx_now[2] = tee[0], tee[2]
-    tdx_old[0], tdx_old[2] = tee[0] - 2, tee[2] - 1
-    tcb_info = compact({
-        "id": "TDX", "version": 3, "issueDate": t(issued), "nextUpdate": t(next_update),
-        "fmspc": "FF514D000000", "pceId": "0000", "tcbType": 0, "tcbEvaluationDataNumber": 17,
-        "tdxModule": {"mrsigner": "0" * 96, "attributes": "0" * 16, "attributesMask": "F" * 16},
-        "tdxModuleIdentities": [module("TDX_03", [level(3, up, "UpToDate")]),
-                                module("TDX_01", [level(tee[0], up, "UpToDate"),
-                                                  level(tee[0] - 2, old, "OutOfDate")])],
-        "tcbLevels": [
-            {"tcb": {"sgxtcbcomponents": sgx_components(sgx), "pcesvn": 11,
-                     "tdxtcbcomponents": tdx_components(tdx_now)},
-             "tcbDate": up, "tcbStatus": "UpToDate"},
-            {"tcb": {"sgxtcbcomponents": sgx_components(sgx), "pcesvn": 5,
-                     "tdxtcbcomponents": tdx_components(tdx_old)},
-             "tcbDate": old, "tcbStatus": "OutOfDate", "advisoryIDs": ["PML-SIMULATED-SA-00001"]}]})
-    qe_identity = compact({
-        "id": "TD_QE", "version": 2, "issueDate": t(issued), "nextUpdate": t(next_update),
-        "tcbEvaluationDataNumber": 17, "miscselect": "00000000", "miscselectMask": "FFFFFFFF",
-        "attributes": "11" + "0" * 30, "attributesMask": "FBFFFFFFFFFFFFFF" + "0" * 16,
-        "mrsigner": hashlib.sha256(b"pml simulated td qe mrsigner v1").hexdigest().upper(),
-        "isvprodid": 2, "tcbLevels": [level(4, up, "UpToDate"), level(2, old, "OutOfDate")]})
-    tcb_cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "PML SIMULATED TEE - not Intel"),
-            x509.NameAttribute(NameOID.COMMON_NAME, "PML SIMULATED SGX TCB Signing")]))
-        .issuer_name(root.subject).public_key(tcb_k.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc))
-        .not_valid_after(datetime.datetime(2049, 12, 31, 23, 59, 59, tzinfo=datetime.timezone.utc))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(True, False, False, False, True, False, False, False, False),
-                       critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(tcb_k.public_key()), False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_k.public_key()),
-                       False)
-        .sign(root_k, hashes.SHA256()))
-
-    def crl(issuer, k):
-        return (x509.CertificateRevocationListBuilder().issuer_name(issuer.subject)
-                .last_update(issued).next_update(next_update).sign(k, hashes.SHA256())
-                .public_bytes(serialization.Encoding.DER).hex())
-
-    chain = pem(tcb_cert) + pem(root)
-    return json.dumps({
-        "pck_crl_issuer_chain": pem(platform) + pem(root), "root_ca_crl": crl(root, root_k),
-        "pck_crl": crl(platform, platform_k), "tcb_info_issuer_chain": chain,
-        "tcb_info": tcb_info, "tcb_info_signature": sign_raw(tcb_k, tcb_info.encode()),
-        "qe_identity_issuer_chain": chain, "qe_identity": qe_identity,
-        "qe_identity_signature": sign_raw(tcb_k, qe_identity.encode())}, indent=1)
 
 
 def guest_call(ch, method, req, resp_type, timeout=30):
