@@ -75,6 +75,14 @@ absl::StatusOr<DerivedAppSecrets> DeriveAppSecrets(const RootSecret& root,
   return d;
 }
 
+absl::StatusOr<crypto::SecretBytes> DeriveDiskKey(const RootSecret& root,
+                                                  absl::Span<const uint8_t> app_id,
+                                                  absl::Span<const uint8_t> instance_id) {
+  if (app_id.size() != kAppIdBytes || instance_id.size() != 20)
+    return absl::InvalidArgumentError("disk key: app id and instance id must be 20 bytes");
+  return DeriveOkm(root.ca_scalar, "app-disk-crypt-key", app_id, root.epoch, instance_id, 32);
+}
+
 std::vector<uint8_t> KmsIssuedMessage(absl::Span<const uint8_t> app_id,
                                       absl::Span<const uint8_t> app_public_key) {
   std::string m = "dstack-kms-issued:";

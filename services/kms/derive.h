@@ -72,6 +72,12 @@ absl::StatusOr<DerivedAppSecrets> DeriveAppSecrets(const RootSecret& root,
                                                    absl::Span<const uint8_t> app_id,
                                                    absl::Span<const uint8_t> instance_id);
 
+// The disk key alone: okm(root CA scalar, "app-disk-crypt-key", app, epoch, instance, 32).
+// kInvalidArgument for an app id or instance id that is not 20 bytes.
+absl::StatusOr<crypto::SecretBytes> DeriveDiskKey(const RootSecret& root,
+                                                  absl::Span<const uint8_t> app_id,
+                                                  absl::Span<const uint8_t> instance_id);
+
 // keccak256 messages of the two signature kinds above (the digest is signed).
 std::vector<uint8_t> KmsIssuedMessage(absl::Span<const uint8_t> app_id,
                                       absl::Span<const uint8_t> app_public_key);

@@ -66,6 +66,8 @@ TEST(DeriveTest, EpochAppAndInstanceSeparateKeys) {
   EXPECT_FALSE(a.disk_key == d.disk_key);
   EXPECT_TRUE(a.k256_scalar == d.k256_scalar);  // only disk keys bind the instance
   EXPECT_TRUE(DeriveAppSecrets(r1, app, {})->disk_key.span().empty());
+  EXPECT_TRUE(*DeriveDiskKey(r1, app, i1) == a.disk_key);
+  EXPECT_FALSE(DeriveDiskKey(r1, app, {}).ok());
   EXPECT_FALSE(DeriveAppSecrets(r1, std::vector<uint8_t>(19), i1).ok());
   EXPECT_FALSE(DeriveAppSecrets(r1, app, std::vector<uint8_t>(5)).ok());
 }

@@ -156,6 +156,48 @@ absl::StatusOr<KeyReleaseCore::Appraisal> KeyReleaseCore::AppraiseFor(
   return Appraisal{*std::move(r)};
 }
 
+absl::StatusOr<std::shared_ptr<const KeyReleaseCore::AppMaterial>> KeyReleaseCore::Material(
+    const Epoch& e, const std::string& app_id) {
+  const std::string key = absl::StrCat(e.secret.epoch, "/", app_id);
+  {
+    absl::MutexLock l(&cache_mu_);
+    auto it = cache_.find(key);
+    if (it != cache_.end())
+      return it->second;
+  }
+  PML_ASSIGN_OR_RETURN(DerivedAppSecrets d,
+                       DeriveAppSecrets(e.secret, core::AsBytes(app_id), {}));
+  auto m = std::make_shared<AppMaterial>();
+  PML_ASSIGN_OR_RETURN(m->app_ca_key,
+                       crypto::PrivateKeyFromScalar(crypto::Curve::kP256, d.app_ca_scalar.span()));
+  PML_ASSIGN_OR_RETURN(m->app_ca_cert, IssueAppCaCert(e, *m->app_ca_key, core::AsBytes(app_id),
+                                                     options_.app_ca_validity));
+  PML_ASSIGN_OR_RETURN(std::vector<uint8_t> ca_der, crypto::CertificateToDer(*m->app_ca_cert));
+  m->app_ca_cert_der = core::ToString(ca_der);
+  PML_ASSIGN_OR_RETURN(crypto::SecretBytes p8, crypto::PrivateKeyToPkcs8Der(*m->app_ca_key));
+  m->app_ca_key_pkcs8 = core::ToString(p8.span());
+  PML_ASSIGN_OR_RETURN(std::vector<uint8_t> spki, crypto::PublicKeyToDer(*m->app_ca_key));
+  m->app_ca_spki = core::ToString(spki);
+  m->env_key = core::ToString(d.env_key.span());
+  m->env_public_key = std::string(d.env_public_key.begin(), d.env_public_key.end());
+  m->k256_key = core::ToString(d.k256_scalar.span());
+  m->k256_public_key = core::ToString(d.k256_public_key);
+  PML_ASSIGN_OR_RETURN(std::vector<uint8_t> sig,
+                       SignWithRootK256(e.secret, KmsIssuedMessage(core::AsBytes(app_id),
+                                                                   d.k256_public_key)));
+  m->k256_signature = core::ToString(sig);
+  PML_ASSIGN_OR_RETURN(std::vector<uint8_t> sig0,
+                       SignWithRootK256(e.secret, EnvPubKeyMessage(core::AsBytes(app_id),
+                                                                   std::nullopt,
+                                                                   d.env_public_key)));
+  m->env_signature_v0 = core::ToString(sig0);
+  absl::MutexLock l(&cache_mu_);
+  if (cache_.size() >= kMaterialCacheEntries)
+    cache_.clear();  // bounded; entries are recomputed on demand
+  auto [it, inserted] = cache_.emplace(key, std::move(m));
+  return it->second;
+}
+
 absl::StatusOr<v1::GetAppKeysResponse> KeyReleaseCore::GetAppKeys(
     const v1::GetAppKeysRequest& request) {
   v1::AuditEvent audit;
@@ -195,36 +237,25 @@ absl::StatusOr<v1::GetAppKeysResponse> KeyReleaseCore::GetAppKeys(
   }
 
   const Epoch& e = **epoch;
-  absl::StatusOr<DerivedAppSecrets> d =
-      DeriveAppSecrets(e.secret, core::AsBytes(app_id), core::AsBytes(verified.instance_id()));
-  if (!d.ok())
-    return Refuse(audit, d.status());
+  absl::StatusOr<std::shared_ptr<const AppMaterial>> m = Material(e, app_id);
+  if (!m.ok())
+    return Refuse(audit, m.status());
+  absl::StatusOr<crypto::SecretBytes> disk =
+      verified.instance_id().empty()
+          ? absl::StatusOr<crypto::SecretBytes>(crypto::SecretBytes())
+          : DeriveDiskKey(e.secret, core::AsBytes(app_id), core::AsBytes(verified.instance_id()));
+  if (!disk.ok())
+    return Refuse(audit, disk.status());
   v1::AppKeys keys;
-  absl::Status built = [&]() -> absl::Status {
-    PML_ASSIGN_OR_RETURN(crypto::EvpPkeyPtr ca_key,
-                         crypto::PrivateKeyFromScalar(crypto::Curve::kP256,
-                                                      d->app_ca_scalar.span()));
-    PML_ASSIGN_OR_RETURN(crypto::X509Ptr ca_cert,
-                         IssueAppCaCert(e, *ca_key, core::AsBytes(app_id),
-                                        options_.app_ca_validity));
-    PML_ASSIGN_OR_RETURN(std::vector<uint8_t> ca_der, crypto::CertificateToDer(*ca_cert));
-    PML_ASSIGN_OR_RETURN(crypto::SecretBytes p8, crypto::PrivateKeyToPkcs8Der(*ca_key));
-    keys.set_app_ca_key(core::ToString(p8.span()));
-    keys.set_app_ca_cert(core::ToString(ca_der));
-    keys.set_disk_crypt_key(core::ToString(d->disk_key.span()));
-    keys.set_env_crypt_key(core::ToString(d->env_key.span()));
-    keys.set_k256_key(core::ToString(d->k256_scalar.span()));
-    PML_ASSIGN_OR_RETURN(std::vector<uint8_t> sig,
-                         SignWithRootK256(e.secret, KmsIssuedMessage(core::AsBytes(app_id),
-                                                                     d->k256_public_key)));
-    keys.set_k256_signature(core::ToString(sig));
-    keys.set_epoch(e.secret.epoch);
-    keys.set_kms_root_ca_cert(e.ca_cert_der);
-    keys.set_kms_k256_public_key(core::ToString(e.k256_public_key));
-    return absl::OkStatus();
-  }();
-  if (!built.ok())
-    return Refuse(audit, built);
+  keys.set_app_ca_key((*m)->app_ca_key_pkcs8);
+  keys.set_app_ca_cert((*m)->app_ca_cert_der);
+  keys.set_disk_crypt_key(core::ToString(disk->span()));
+  keys.set_env_crypt_key((*m)->env_key);
+  keys.set_k256_key((*m)->k256_key);
+  keys.set_k256_signature((*m)->k256_signature);
+  keys.set_epoch(e.secret.epoch);
+  keys.set_kms_root_ca_cert(e.ca_cert_der);
+  keys.set_kms_k256_public_key(core::ToString(e.k256_public_key));
   std::string plain = keys.SerializeAsString();
   absl::StatusOr<crypto::SealedBox> box =
       crypto::Seal(core::AsBytes(request.ephemeral_public_key()), core::AsBytes(plain),
@@ -256,20 +287,16 @@ absl::StatusOr<v1::GetAppKeysResponse> KeyReleaseCore::GetAppKeys(
     k->set_epoch(e.secret.epoch);
     k->set_public_key(std::move(pub));
   };
-  PML_ASSIGN_OR_RETURN(crypto::EvpPkeyPtr ca_pub,
-                       crypto::PrivateKeyFromScalar(crypto::Curve::kP256, d->app_ca_scalar.span()));
-  PML_ASSIGN_OR_RETURN(std::vector<uint8_t> ca_spki, crypto::PublicKeyToDer(*ca_pub));
-  info(v1::KEY_PURPOSE_APP_CA, "app-ca", core::ToString(ca_spki));
-  if (!d->disk_key.span().empty()) {
+  info(v1::KEY_PURPOSE_APP_CA, "app-ca", (*m)->app_ca_spki);
+  if (!disk->span().empty()) {
     v1::KeyInfo* k = resp.add_keys();
     k->set_purpose(v1::KEY_PURPOSE_DISK_CRYPT);
     k->set_key_id(absl::StrCat("disk/", hex_app, "/", Hex(verified.instance_id()), "/e",
                                e.secret.epoch));
     k->set_epoch(e.secret.epoch);
   }
-  info(v1::KEY_PURPOSE_ENV_CRYPT, "env",
-       std::string(d->env_public_key.begin(), d->env_public_key.end()));
-  info(v1::KEY_PURPOSE_APP_K256, "app-key", core::ToString(d->k256_public_key));
+  info(v1::KEY_PURPOSE_ENV_CRYPT, "env", (*m)->env_public_key);
+  info(v1::KEY_PURPOSE_APP_K256, "app-key", (*m)->k256_public_key);
   return resp;
 }
 
@@ -324,13 +351,9 @@ absl::StatusOr<v1::SignCertResponse> KeyReleaseCore::SignCert(const v1::SignCert
   const Epoch& e = **epoch;
   v1::SignCertResponse resp;
   absl::Status built = [&]() -> absl::Status {
-    PML_ASSIGN_OR_RETURN(DerivedAppSecrets d,
-                         DeriveAppSecrets(e.secret, core::AsBytes(app_id), {}));
-    PML_ASSIGN_OR_RETURN(crypto::EvpPkeyPtr ca_key,
-                         crypto::PrivateKeyFromScalar(crypto::Curve::kP256, d.app_ca_scalar.span()));
-    PML_ASSIGN_OR_RETURN(crypto::X509Ptr ca_cert,
-                         IssueAppCaCert(e, *ca_key, core::AsBytes(app_id),
-                                        options_.app_ca_validity));
+    PML_ASSIGN_OR_RETURN(std::shared_ptr<const AppMaterial> m, Material(e, app_id));
+    const EVP_PKEY* ca_key = m->app_ca_key.get();
+    const X509* ca_cert = m->app_ca_cert.get();
     crypto::CertSpec spec;
     X509_NAME* subject = X509_REQ_get_subject_name(csr.get());
     spec.common_name = subject == nullptr ? "" : crypto::CommonName(*subject);
@@ -350,11 +373,10 @@ absl::StatusOr<v1::SignCertResponse> KeyReleaseCore::SignCert(const v1::SignCert
     claims.usage = usage;
     spec.extensions = ratls::RaTlsExtensions(claims);
     PML_ASSIGN_OR_RETURN(crypto::X509Ptr leaf,
-                         crypto::IssueCertificate(spec, *csr_key, *ca_key, ca_cert.get()));
+                         crypto::IssueCertificate(spec, *csr_key, *ca_key, ca_cert));
     PML_ASSIGN_OR_RETURN(std::vector<uint8_t> leaf_der, crypto::CertificateToDer(*leaf));
-    PML_ASSIGN_OR_RETURN(std::vector<uint8_t> ca_der, crypto::CertificateToDer(*ca_cert));
     resp.add_certificate_chain(core::ToString(leaf_der));
-    resp.add_certificate_chain(core::ToString(ca_der));
+    resp.add_certificate_chain(m->app_ca_cert_der);
     resp.add_certificate_chain(e.ca_cert_der);
     resp.set_epoch(e.secret.epoch);
     return absl::OkStatus();
@@ -373,21 +395,30 @@ absl::StatusOr<v1::GetAppEnvEncryptPubKeyResponse> KeyReleaseCore::GetAppEnvEncr
     return absl::InvalidArgumentError("app_id: want 20 bytes");
   PML_ASSIGN_OR_RETURN(std::shared_ptr<const Epoch> e,
                        EpochFor(request.has_epoch(), request.epoch()));
-  PML_ASSIGN_OR_RETURN(DerivedAppSecrets d,
-                       DeriveAppSecrets(e->secret, core::AsBytes(request.app_id()), {}));
-  const uint64_t ts = static_cast<uint64_t>(absl::ToUnixSeconds(absl::Now()));
+  PML_ASSIGN_OR_RETURN(std::shared_ptr<const AppMaterial> m, Material(*e, request.app_id()));
+  // The timestamped signature is renewed at most once a minute per app (this endpoint is public:
+  // a secp256k1 signature per unauthenticated call would be a cheap way to load the KMS).
+  uint64_t ts = 0;
+  std::string sig;
+  {
+    absl::MutexLock l(&m->env_mu);
+    const uint64_t now = static_cast<uint64_t>(absl::ToUnixSeconds(absl::Now()));
+    if (m->env_sig_time == 0 || now - m->env_sig_time >= 60 || now < m->env_sig_time) {
+      PML_ASSIGN_OR_RETURN(
+          std::vector<uint8_t> fresh,
+          SignWithRootK256(e->secret, EnvPubKeyMessage(core::AsBytes(request.app_id()), now,
+                                                       core::AsBytes(m->env_public_key))));
+      m->env_sig = core::ToString(fresh);
+      m->env_sig_time = now;
+    }
+    ts = m->env_sig_time;
+    sig = m->env_sig;
+  }
   v1::GetAppEnvEncryptPubKeyResponse r;
-  r.set_public_key(std::string(d.env_public_key.begin(), d.env_public_key.end()));
-  PML_ASSIGN_OR_RETURN(std::vector<uint8_t> sig,
-                       SignWithRootK256(e->secret, EnvPubKeyMessage(core::AsBytes(request.app_id()),
-                                                                    ts, d.env_public_key)));
-  PML_ASSIGN_OR_RETURN(
-      std::vector<uint8_t> sig0,
-      SignWithRootK256(e->secret, EnvPubKeyMessage(core::AsBytes(request.app_id()), std::nullopt,
-                                                   d.env_public_key)));
-  r.set_signature(core::ToString(sig));
+  r.set_public_key(m->env_public_key);
+  r.set_signature(sig);
   r.set_timestamp(ts);
-  r.set_signature_v0(core::ToString(sig0));
+  r.set_signature_v0(m->env_signature_v0);
   r.set_epoch(e->secret.epoch);
   return r;
 }

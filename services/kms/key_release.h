@@ -18,7 +18,12 @@
 #include <memory>
 #include <string>
 
+#include <openssl/crypto.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "lib/crypto/seal.h"
 #include "pml/attestation/v1/attestation.pb.h"
 #include "pml/kms/v1/kms.pb.h"
@@ -72,6 +77,29 @@ class KeyReleaseCore {
 
  private:
   struct Appraisal;
+  // Everything of an app's keys that depends only on (epoch, app id), derived and encoded once:
+  // a release then costs the disk key's HKDF, the seal and the audit write. Secrets stay in
+  // memory only (as the root secrets do), cleansed when an entry is dropped.
+  struct AppMaterial {
+    crypto::EvpPkeyPtr app_ca_key;
+    crypto::X509Ptr app_ca_cert;
+    std::string app_ca_cert_der, app_ca_spki;
+    std::string app_ca_key_pkcs8;  // secret
+    std::string env_key;           // secret
+    std::string env_public_key;
+    std::string k256_key;          // secret
+    std::string k256_public_key, k256_signature, env_signature_v0;
+    mutable absl::Mutex env_mu;
+    mutable uint64_t env_sig_time ABSL_GUARDED_BY(env_mu) = 0;
+    mutable std::string env_sig ABSL_GUARDED_BY(env_mu);
+    ~AppMaterial() {
+      for (std::string* s : {&app_ca_key_pkcs8, &env_key, &k256_key})
+        OPENSSL_cleanse(s->data(), s->size());
+    }
+  };
+  static constexpr size_t kMaterialCacheEntries = 4096;
+  absl::StatusOr<std::shared_ptr<const AppMaterial>> Material(const Epoch& e,
+                                                              const std::string& app_id);
   absl::StatusOr<Appraisal> AppraiseFor(const common::v1::EvidenceBundle& evidence,
                                         attestation::v1::ReportDataPurpose purpose,
                                         const std::string& bound_value,
@@ -85,6 +113,9 @@ class KeyReleaseCore {
   KmsStore& store_;
   VerifierClient& verifier_;
   const KeyReleaseOptions options_;
+  absl::Mutex cache_mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<const AppMaterial>> cache_
+      ABSL_GUARDED_BY(cache_mu_);
 };
 
 // Issues the app CA certificate of `app_id` in `epoch` (usage app:ca, pathlen 0, app id

@@ -672,7 +672,7 @@ std::string AuditActionName(v1::AuditAction action) {
   }
   for (const ActionName& a : kActionNames) {
     if (a.value == action) {
-      return std::string(a.name);
+      return {a.name.begin(), a.name.end()};
     }
   }
   return absl::StrCat("unknown(", static_cast<int>(action), ")");
@@ -684,7 +684,7 @@ std::string AuditOutcomeName(v1::AuditOutcome outcome) {
   }
   for (const OutcomeName& a : kOutcomeNames) {
     if (a.value == outcome) {
-      return std::string(a.name);
+      return {a.name.begin(), a.name.end()};
     }
   }
   return absl::StrCat("unknown(", static_cast<int>(outcome), ")");
