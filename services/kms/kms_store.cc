@@ -14,6 +14,7 @@
 #include "absl/time/clock.h"
 #include "lib/core/hex.h"
 #include "lib/core/status.h"
+#include "lib/crypto/hash.h"
 
 namespace pml::kms {
 namespace {
@@ -230,7 +231,11 @@ absl::StatusOr<v1::AppPolicy> KmsStore::PutAppPolicy(v1::AppPolicy policy,
   a.set_outcome(v1::AUDIT_OUTCOME_ALLOWED);
   a.set_caller(caller);
   a.set_app_id(app_id);
-  a.set_policy_id(policy.has_verifier_policy_id() ? policy.verifier_policy_id() : "inline");
+  a.set_policy_id(policy.has_verifier_policy_id()
+                      ? policy.verifier_policy_id()
+                      : absl::StrCat("inline:", core::HexEncode(crypto::Sha256(
+                                                    policy.inline_policy_json()))));
+  a.set_policy_version(policy.verifier_policy_version());
   a.set_reason(absl::StrCat("app policy version ", policy.version()));
   PML_RETURN_IF_ERROR(AppendAuditLocked(std::move(a)).status());
   absl::Status committed = tx.Commit();

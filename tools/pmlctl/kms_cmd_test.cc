@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -29,7 +30,7 @@ using ::testing::Not;
 using ::testing::StartsWith;
 using Json = nlohmann::json;
 
-const std::string kAppHex = "0123456789abcdef0123456789abcdef01234567";
+constexpr absl::string_view kAppHex = "0123456789abcdef0123456789abcdef01234567";
 
 std::string AppBytes() { return core::ToString(*core::HexDecode(kAppHex)); }
 
@@ -53,7 +54,7 @@ TEST(ParseAppIdFlagTest, RejectsWrongLengthNamingFlagAndDigitCount) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("--app-id \"0123456789abcdef0123456789abcdef012345\": want 40 "
                                  "hex digits (20 bytes), got 38")));
-  EXPECT_THAT(ParseAppIdFlag("--app-id", kAppHex + "00"),
+  EXPECT_THAT(ParseAppIdFlag("--app-id", absl::StrCat(kAppHex, "00")),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("got 42")));
   EXPECT_THAT(ParseAppIdFlag("--app-id", ""),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("got 0")));
@@ -177,7 +178,7 @@ v1::AuditEvent RefusedRelease() {
   *e.mutable_time() = Ts(1751328000, 123000000);
   e.set_action(v1::AUDIT_ACTION_KEY_RELEASE);
   e.set_outcome(v1::AUDIT_OUTCOME_REFUSED);
-  e.set_caller("attested:" + kAppHex);
+  e.set_caller(absl::StrCat("attested:", kAppHex));
   e.set_app_id(AppBytes());
   e.set_compose_hash(std::string(32, '\xab'));
   e.mutable_measurements()->set_mrtd(std::string(48, '\x01'));
@@ -195,8 +196,8 @@ v1::AuditEvent RefusedRelease() {
 
 TEST(FormatAuditEventTest, OneLineWithEveryListedField) {
   EXPECT_EQ(FormatAuditEvent(RefusedRelease()),
-            "42 2025-07-01T00:00:00.123Z key-release refused caller=attested:" + kAppHex +
-                " app=" + kAppHex +
+            absl::StrCat("42 2025-07-01T00:00:00.123Z key-release refused caller=attested:",
+                         kAppHex, " app=", kAppHex) +
                 " epoch=1 verifier=contraindicated policy=prod@v3 failed=[tcb_status,mrtd] "
                 "reason=\"policy \\\"prod\\\" refused: tcb \\\"OutOfDate\\\"\\n\" SIMULATED");
 }
@@ -220,7 +221,7 @@ TEST(AuditEventJsonLineTest, OneObjectPerLineWithHexBytes) {
   EXPECT_EQ(j["time"], "2025-07-01T00:00:00.123Z");
   EXPECT_EQ(j["action"], "key-release");
   EXPECT_EQ(j["outcome"], "refused");
-  EXPECT_EQ(j["app_id"], kAppHex);
+  EXPECT_EQ(j["app_id"], std::string(kAppHex));
   EXPECT_EQ(j["compose_hash"], core::HexEncode(std::string(32, '\xab')));
   EXPECT_EQ(j["instance_id"], "");
   EXPECT_EQ(j["measurements"]["mrtd"], core::HexEncode(std::string(48, '\x01')));

@@ -28,7 +28,8 @@
 #include "lib/tdx/verify.h"
 #include "tools/pmlctl/token_cmd.h"
 #include "tools/pmlctl/verify_gpu_cmd.h"
-// Only the simulated root's public key (a header constant); pmlctl never links the simulator.
+// Only the simulated root's public key (a header constant): `verify quote` never uses the simulator
+// (only `pmlctl dev simulated-collateral` links lib/tee).
 #include "lib/tdx/simulated_anchor.h"
 
 namespace pml::pmlctl {
