@@ -7,12 +7,13 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "lib/core/clock.h"
 #include "lib/core/hex.h"
 #include "lib/core/status.h"
 #include "lib/crypto/hash.h"
 #include "lib/gpu/verify.h"
-#include "services/attestation/gpu_core.h"
+#include "lib/gpu/online.h"
+#include "lib/gpu/rim.h"
+#include "lib/gpu/sources.h"
 
 namespace pml::guest {
 
@@ -36,50 +37,55 @@ absl::StatusOr<GpuGateResult> RunGpuGate(GpuSource& source, const GpuGateOptions
   }
   PML_ASSIGN_OR_RETURN(std::vector<GpuDeviceEvidence> evidence, source.Collect(nonce));
 
-  attestation::GpuCoreOptions co;
-  co.rim_cache_dir = options.rim_cache_dir;
-  co.offline = options.offline || source.simulated();
-  co.rim_service_url = options.rim_service_url;
-  co.ocsp_url = options.ocsp_url;
-  if (source.simulated())
-    co.anchors = gpu::TrustAnchors::NvidiaDefault().WithSimulatedRoot();
-  static const core::RealClock clock;
-  PML_ASSIGN_OR_RETURN(auto verifier, attestation::GpuCore::Create(co, clock, nullptr));
-  attestation::GpuVerifyInput in;
-  std::copy(nonce.begin(), nonce.end(), in.nonce.begin());
-  for (const GpuDeviceEvidence& e : evidence) {
-    attestation::GpuDeviceInput d;
-    d.index = e.info.index;
-    d.uuid = e.info.uuid;
-    d.report = e.report;
-    d.certificate_chain = e.chain_pem;
-    in.devices.push_back(std::move(d));
+  // Verification with lib/gpu (what pml-verifier's GPU core runs): NVIDIA's pinned roots (or only
+  // the simulated root for simulated GPUs), RIMs from the cache dir and NVIDIA's RIM service, OCSP
+  // from NVIDIA's responder; offline for simulated GPUs.
+  const bool offline = options.offline || source.simulated();
+  gpu::Verifier verifier(source.simulated() ? gpu::TrustAnchors::NvidiaDefault().WithSimulatedRoot()
+                                            : gpu::TrustAnchors::NvidiaDefault(),
+                         gpu::Verifier::Options{});
+  std::unique_ptr<gpu::RimSource> cached_rims, online_rims;
+  std::unique_ptr<gpu::OcspSource> online_ocsp;
+  std::vector<gpu::RimSource*> rim_chain;
+  if (!options.rim_cache_dir.empty()) {
+    cached_rims = std::make_unique<gpu::DirectoryRimSource>(options.rim_cache_dir);
+    rim_chain.push_back(cached_rims.get());
   }
-  absl::StatusOr<attestation::GpuVerification> verified = verifier->Verify(in);
-  if (!verified.ok()) {
-    // Evidence the verifier cannot even read is a failed GPU, not a bad request of ours.
-    return absl::FailedPreconditionError(absl::StrCat(
-        "GPU evidence failed verification: ", verified.status().message(), "; refusing to boot"));
+  if (!offline) {
+    online_rims = std::make_unique<gpu::RimServiceSource>(
+        gpu::MakeCurlHttpClient(), options.rim_service_url, options.rim_cache_dir);
+    online_ocsp = std::make_unique<gpu::HttpOcspSource>(gpu::MakeCurlHttpClient(),
+                                                        options.ocsp_url);
+    rim_chain.push_back(online_rims.get());
   }
-  attestation::GpuVerification& v = *verified;
-  for (size_t i = 0; i < v.devices.size(); ++i) {
-    const auto& out = v.devices[i];
+  gpu::FirstOfRimSource rims(rim_chain);
+  gpu::VerifyOptions vo;
+  vo.now = absl::Now();
+  vo.rims = rim_chain.empty() ? nullptr : &rims;
+  vo.ocsp = online_ocsp.get();
+  gpu::Nonce n{};
+  std::copy(nonce.begin(), nonce.end(), n.begin());
+  std::vector<gpu::DeviceEvidence> to_verify;
+  for (const GpuDeviceEvidence& e : evidence)
+    to_verify.push_back({std::nullopt, std::nullopt, e.report, e.chain_pem});
+  gpu::SetOutcome set = verifier.VerifyEach(to_verify, {}, n, vo);
+  for (size_t i = 0; i < set.gpus.size() && i < evidence.size(); ++i) {
     const GpuDeviceInfo& g = evidence[i].info;
-    if (!out.result.ok()) {
-      return absl::FailedPreconditionError(absl::StrCat("GPU ", g.index, " (", g.uuid,
-                                                        "): evidence failed verification: ",
-                                                        out.result.status().message()));
+    if (!set.gpus[i].ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "GPU ", g.index, " (", g.uuid, "): evidence failed verification: ",
+          set.gpus[i].status().message(), "; refusing to boot"));
     }
-    if (!out.result->Passed()) {
+    if (!set.gpus[i]->Passed()) {
       return absl::FailedPreconditionError(
           absl::StrCat("GPU ", g.index, " (", g.uuid, "): evidence failed verification: ",
-                       absl::StrJoin(out.result->Failures(), "; ")));
+                       absl::StrJoin(set.gpus[i]->Failures(), "; ")));
     }
   }
-  if (!v.overall) {
+  if (set.gpus.size() != evidence.size() || !set.Passed()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "GPU evidence failed verification",
-        v.topology.has_value() ? absl::StrCat(": ", v.topology->message()) : std::string()));
+        set.topology.has_value() ? absl::StrCat(": ", set.topology->message()) : std::string()));
   }
 
   nlohmann::json list = nlohmann::json::array();

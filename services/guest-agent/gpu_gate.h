@@ -2,8 +2,7 @@
 // The boot-time GPU gate (DESIGN.md §7, dstack-compat.md §6.2): before the app gets keys, every
 // attached GPU must be in CC mode (not DEVTOOLS) and its evidence, taken with a fresh nonce, must
 // verify locally (device chain to NVIDIA's pinned root, report signature and nonce, measurements
-// against NVIDIA's RIMs, OCSP) with the same code pml-verifier runs (services/attestation/
-// gpu_core.h; gRPC-free). Only then are the GPUs marked ready for CUDA work. The result is
+// against NVIDIA's RIMs, OCSP) with lib/gpu, the code pml-verifier runs. Only then are the GPUs marked ready for CUDA work. The result is
 // recorded in RTMR3 as the `gpu-attestation` event, so every relying party sees what was checked.
 //
 // Simulated GPUs verify only against lib/tee's simulated root, offline, and say so everywhere.

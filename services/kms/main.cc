@@ -143,8 +143,9 @@ int main(int argc, char** argv) {
   app.add_option("--node-name", f.node_name, "this node's name in the replica list and audit log")
       ->capture_default_str();
   app.add_option("--guest-listen", f.guest_listen,
-                 "key-release listener host:port (TLS with --tls-cert/--tls-key, no client "
-                 "certificates: the caller's identity is its attestation)");
+                 "key-release listener host:port: TLS with a certificate from the cluster's "
+                 "identity root CA (see --guest-tls-names), no client certificates (the caller's "
+                 "identity is its attestation)");
   app.add_option("--verifier", f.verifier, "pml-verifier address host:port (mTLS)");
   app.add_option("--verifier-cert", f.verifier_cert,
                  "client certificate with the kms role for the verifier (default --tls-cert)");
