@@ -306,6 +306,8 @@ absl::StatusOr<AppraisalResult> Appraiser::Appraise(const AppraiseInput& input) 
       fail(cpu, AppraisalCheck::kAppInfoConsistency,
            "the event log has no app-id or compose-hash event");
     }
+    if (!app.error.empty())
+      fail(cpu, AppraisalCheck::kAppInfoConsistency, app.error);
     if (td.mr_config_id[0] == 0x01 && app.compose_hash.size() == 32 &&
         !SameBytes(absl::MakeConstSpan(td.mr_config_id).subspan(1, 32), app.compose_hash)) {
       fail(cpu, AppraisalCheck::kAppInfoConsistency,

@@ -62,6 +62,8 @@ struct BundleSpec {
   bool gpu_cc_off = false;                      // GPU 0 reported with CC off
   bool gpu_measurement_mismatch = false;        // GPU 0 runs other firmware
   bool gpu_wrong_nonce = false;                 // GPU 0's report taken with another nonce
+  // An app-id event appended after boot (what a workload able to extend RTMR3 could add).
+  std::vector<uint8_t> app_id_after_boot;
 };
 
 class AppraiserTest : public ::testing::Test {
@@ -147,6 +149,8 @@ class AppraiserTest : public ::testing::Test {
     event("boot-mr-done", {});
     event("os-image-hash", spec.os_image_hash);
     event("system-ready", {});
+    if (!spec.app_id_after_boot.empty())
+      event("app-id", spec.app_id_after_boot);
 
     AppraiseInput in;
     auto rd = ratls::ComputeReportData(ratls::ReportDataPurpose::kNonce, spec.nonce);
@@ -333,6 +337,19 @@ TEST_F(AppraiserTest, EditedEventLog) {
   ASSERT_THAT(r, IsOk());
   EXPECT_FALSE(r->allowed);
   EXPECT_THAT(Checks(*r), ::testing::Contains(AppraisalCheck::kEventLogReplay)) << Describe(*r);
+}
+
+TEST_F(AppraiserTest, AnIdentityEventAfterBootIsNotTheAppsIdentity) {
+  // The log replays (the event is really in RTMR3), but only the boot sequence names the app:
+  // a second app-id, after boot-mr-done, fails the consistency check and is never used.
+  AppraiseInput in = Build({.app_id_after_boot = Fill(20, 0xB2)});
+  in.app_info.app_id = Fill(20, 0xB2);
+  auto r = Appraise(in, MatchingPolicy(0));
+  ASSERT_THAT(r, IsOk());
+  EXPECT_FALSE(r->allowed);
+  EXPECT_THAT(Checks(*r), ::testing::Contains(AppraisalCheck::kAppInfoConsistency))
+      << Describe(*r);
+  EXPECT_THAT(Describe(*r), HasSubstr("more than one app-id"));
 }
 
 TEST_F(AppraiserTest, ComposeHashNotInPolicy) {

@@ -69,27 +69,53 @@ absl::Time FileMtime(const std::string& path) {
   return absl::TimeFromTimespec(st.st_mtim);
 }
 
-// The dstack runtime events that name the app (shared/specs/dstack-compat.md §3.3).
+// The dstack runtime events that name the app (shared/specs/dstack-compat.md §3.3), as the boot
+// sequence writes them (see LogAppInfo).
 LogAppInfo AppInfoFromLog(const tdx::EventLog& log) {
   LogAppInfo info;
+  bool boot_done = false;
+  bool seen_app = false, seen_compose = false, seen_instance = false, seen_os = false,
+       seen_kp = false;
+  auto take = [&](bool& seen, std::vector<uint8_t>& field, const tdx::EventLogEntry& e,
+                  bool before_boot_done) {
+    if (seen) {
+      if (info.error.empty())
+        info.error = absl::StrCat("the event log has more than one ", e.event, " event");
+      return;
+    }
+    if (before_boot_done && boot_done) {
+      if (info.error.empty())
+        info.error = absl::StrCat("the event log has a ", e.event, " event after boot-mr-done");
+      return;
+    }
+    seen = true;
+    field = e.payload;
+  };
   for (const tdx::EventLogEntry& e : log.entries) {
     if (!e.digest_verified || e.imr != 3) {
       continue;
     }
     if (e.event == "app-id") {
-      info.app_id = e.payload;
-    }
-    if (e.event == "compose-hash") {
-      info.compose_hash = e.payload;
-    }
-    if (e.event == "instance-id") {
-      info.instance_id = e.payload;
-    }
-    if (e.event == "os-image-hash") {
-      info.os_image_hash = e.payload;
-    }
-    if (e.event == "key-provider") {
-      info.key_provider_info = core::ToString(e.payload);
+      take(seen_app, info.app_id, e, true);
+    } else if (e.event == "compose-hash") {
+      take(seen_compose, info.compose_hash, e, true);
+    } else if (e.event == "instance-id") {
+      take(seen_instance, info.instance_id, e, true);
+    } else if (e.event == "os-image-hash") {
+      // dstack writes it after boot-mr-done (the KMS returns it) and before key-provider.
+      if (seen_kp) {
+        if (info.error.empty())
+          info.error = "the event log has an os-image-hash event after key-provider";
+      } else {
+        take(seen_os, info.os_image_hash, e, false);
+      }
+    } else if (e.event == "key-provider") {
+      std::vector<uint8_t> kp;
+      take(seen_kp, kp, e, false);
+      if (!kp.empty())
+        info.key_provider_info = core::ToString(kp);
+    } else if (e.event == "boot-mr-done") {
+      boot_done = true;
     }
   }
   return info;

@@ -78,12 +78,18 @@ struct TdxVerifyInput {
 
 // App identity read from the dstack runtime events of a replayed log (only events whose digest
 // was recomputed, so only what RTMR3 commits to). Empty fields: event absent.
+// The app identity an RTMR3 log states. Identity events count only as the boot sequence writes
+// them: app-id, compose-hash and instance-id once each, before boot-mr-done; os-image-hash once,
+// before key-provider (dstack writes it after boot-mr-done); key-provider once. Anything else (a second app-id, an identity event after boot-mr-done, which
+// an app with RTMR3 access could append) is reported in `error` and fails the appraisal's
+// app-info consistency check: the first, boot-time value is the one kept.
 struct LogAppInfo {
   std::vector<uint8_t> app_id;
   std::vector<uint8_t> compose_hash;
   std::vector<uint8_t> instance_id;
   std::vector<uint8_t> os_image_hash;
   std::string key_provider_info;
+  std::string error;
 };
 
 struct EventLogReplayResult {

@@ -62,6 +62,11 @@ bool IsBootEventName(absl::string_view name) {
     if (name == n)
       return true;
   }
+  for (const char* n : {"os-image-hash", "mr-kms", "init-script-hash", "gpu-policy-hash",
+                        "storage-fs", "rootfs-hash"}) {
+    if (name == n)
+      return true;
+  }
   return false;
 }
 

@@ -28,6 +28,9 @@ namespace pml::guest {
 inline constexpr const char* kBootEventNames[] = {
     "system-preparing", "app-id",       "compose-hash", "gpu-attestation",
     "instance-id",      "boot-mr-done", "key-provider", "system-ready"};
+// Names only the boot sequence may emit: the above, and dstack's other boot-time events that
+// verifiers read identity from (os-image-hash, mr-kms, init-script-hash, gpu-policy-hash,
+// storage-fs, rootfs-hash).
 bool IsBootEventName(absl::string_view name);
 
 // Where the app's keys came from (GetInfo.key_provider).

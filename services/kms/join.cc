@@ -32,6 +32,7 @@ absl::StatusOr<v1::RootSecrets> FetchRootSecrets(const JoinOptions& o, tee::TeeP
   req.set_ephemeral_public_key(std::string(eph.public_key.begin(), eph.public_key.end()));
   req.set_node_name(o.node_name);
   req.set_advertised_url(o.advertised_url);
+  req.set_join_token(o.join_token);
 
   rpc::ClientConfig cc;
   cc.target = o.target;

@@ -19,6 +19,7 @@ struct JoinOptions {
   std::string ca_file;         // CA of the member's TLS certificate
   std::string node_name;       // this node
   std::string advertised_url;  // where this node will serve
+  std::string join_token;      // the operator's token (secret)
 };
 
 // The cluster's root secrets (secret!). kFailedPrecondition when the member refuses this node's

@@ -11,6 +11,7 @@
 #include "lib/core/hex.h"
 #include "lib/core/status.h"
 #include "lib/crypto/cert_builder.h"
+#include "lib/crypto/hash.h"
 #include "lib/crypto/key.h"
 #include "lib/crypto/seal.h"
 #include "lib/crypto/x509.h"
@@ -24,6 +25,18 @@ namespace {
 namespace av1 = attestation::v1;
 
 std::string Hex(const std::string& b) { return core::HexEncode(core::AsBytes(b)); }
+
+// The caller's claimed app id goes into the audit record only when it is one (20 bytes): a
+// refusal of a malformed request must not let an unauthenticated caller write megabytes into
+// the append-only log.
+void SetAuditApp(v1::AuditEvent& audit, const std::string& app_id) {
+  if (app_id.size() == kAppIdBytes) {
+    audit.set_app_id(app_id);
+    audit.set_caller(absl::StrCat("attested:", Hex(app_id)));
+  } else {
+    audit.set_caller(absl::StrCat("unattested (app id of ", app_id.size(), " bytes)"));
+  }
+}
 
 const char* EarName(av1::EarStatus s) {
   switch (s) {
@@ -203,8 +216,7 @@ absl::StatusOr<v1::GetAppKeysResponse> KeyReleaseCore::GetAppKeys(
   v1::AuditEvent audit;
   audit.set_action(v1::AUDIT_ACTION_KEY_RELEASE);
   const std::string& app_id = request.evidence().app_info().app_id();
-  audit.set_app_id(app_id);
-  audit.set_caller(absl::StrCat("attested:", Hex(app_id)));
+  SetAuditApp(audit, app_id);
   if (!request.has_evidence() || request.evidence().tdx_quote().empty())
     return Refuse(audit, absl::InvalidArgumentError("evidence: no TDX quote"));
   if (app_id.size() != kAppIdBytes)
@@ -304,8 +316,7 @@ absl::StatusOr<v1::SignCertResponse> KeyReleaseCore::SignCert(const v1::SignCert
   v1::AuditEvent audit;
   audit.set_action(v1::AUDIT_ACTION_CERT_SIGN);
   const std::string& app_id = request.evidence().app_info().app_id();
-  audit.set_app_id(app_id);
-  audit.set_caller(absl::StrCat("attested:", Hex(app_id)));
+  SetAuditApp(audit, app_id);
   if (app_id.size() != kAppIdBytes)
     return Refuse(audit, absl::InvalidArgumentError("evidence.app_info.app_id: want 20 bytes"));
   const unsigned char* p = reinterpret_cast<const unsigned char*>(request.csr().data());
@@ -395,6 +406,9 @@ absl::StatusOr<v1::GetAppEnvEncryptPubKeyResponse> KeyReleaseCore::GetAppEnvEncr
     return absl::InvalidArgumentError("app_id: want 20 bytes");
   PML_ASSIGN_OR_RETURN(std::shared_ptr<const Epoch> e,
                        EpochFor(request.has_epoch(), request.epoch()));
+  // Only apps the operator bound to a policy have env keys here: this endpoint is public, and
+  // deriving for any 20 bytes would let anyone fill the key cache.
+  PML_RETURN_IF_ERROR(store_.GetAppPolicy(request.app_id()).status());
   PML_ASSIGN_OR_RETURN(std::shared_ptr<const AppMaterial> m, Material(*e, request.app_id()));
   // The timestamped signature is renewed at most once a minute per app (this endpoint is public:
   // a secp256k1 signature per unauthenticated call would be a cheap way to load the KMS).
@@ -444,9 +458,10 @@ absl::StatusOr<v1::GetPublicInfoResponse> KeyReleaseCore::GetPublicInfo() {
   for (auto& i : infos)
     *r.add_epochs() = std::move(i);
   PML_ASSIGN_OR_RETURN(std::shared_ptr<const Epoch> cur, keys_.Current());
-  PML_ASSIGN_OR_RETURN(std::shared_ptr<const Epoch> identity, keys_.Get(1));
+  PML_ASSIGN_OR_RETURN(std::shared_ptr<const IdentityCa> identity, keys_.Identity());
   r.set_current_epoch(cur->secret.epoch);
-  r.set_key_provider_id(identity->key_provider_id());
+  r.set_key_provider_id(identity->key_provider_id);
+  r.set_identity_ca_cert(identity->cert_der);
   r.set_version(options_.version);
   return r;
 }
@@ -468,9 +483,15 @@ absl::StatusOr<v1::JoinClusterResponse> KeyReleaseCore::JoinCluster(
     return Refuse(audit, absl::InvalidArgumentError("ephemeral_public_key: want 32 bytes"));
   if (!request.has_evidence() || request.evidence().tdx_quote().empty())
     return Refuse(audit, absl::InvalidArgumentError("evidence: no TDX quote"));
-  if (options_.replica_policy_id.empty()) {
+  if (options_.replica_policy_id.empty() || options_.replica_join_token_sha256.size() != 32) {
     return Refuse(audit, absl::FailedPreconditionError(
-                             "replication is off: this KMS has no --replica-policy-id"));
+                             "replication is off: this KMS has no --replica-policy-id and "
+                             "--replica-join-token-file"));
+  }
+  const auto token = crypto::Sha256(request.join_token());
+  if (request.join_token().empty() ||
+      CRYPTO_memcmp(token.data(), options_.replica_join_token_sha256.data(), token.size()) != 0) {
+    return Refuse(audit, absl::FailedPreconditionError("the join token does not match"));
   }
   absl::StatusOr<Appraisal> a =
       AppraiseFor(request.evidence(), av1::REPORT_DATA_PURPOSE_KMS_REPLICA_JOIN,

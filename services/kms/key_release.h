@@ -51,6 +51,9 @@ struct KeyReleaseOptions {
   // Policy a joining replica is appraised under: a verifier policy id (empty: replication is
   // refused).
   std::string replica_policy_id;
+  // SHA-256 of the operator's join token (empty: replication is refused). A joiner must present
+  // the token and pass the replica policy.
+  std::string replica_join_token_sha256;
   std::string version;
   // Validity of app CA certificates the KMS issues.
   absl::Duration app_ca_validity = absl::Hours(24 * 365 * 5);

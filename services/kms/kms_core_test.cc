@@ -15,6 +15,7 @@
 #include "lib/core/hex.h"
 #include "lib/core/status.h"
 #include "lib/core/testing/status_matchers.h"
+#include "lib/crypto/hash.h"
 #include "lib/crypto/key.h"
 #include "lib/crypto/seal.h"
 #include "lib/crypto/secp256k1.h"
@@ -181,11 +182,26 @@ TEST_P(BackendTest, FirstStartThenReopenGivesTheSameKeys) {
 TEST_P(BackendTest, AFirstStartInterruptedAfterTheKeyFileCompletesOnRestart) {
   PML_NEW_URL(url);
   const std::string dir = TempDir();
-  ASSERT_THAT(core::WriteFileAtomic(dir + "/cluster.key", std::string(32, 'k'), 0600), IsOk());
+  ASSERT_THAT(core::WriteFileAtomic(dir + "/cluster.key.new", std::string(32, 'k'), 0600), IsOk());
   auto store = OpenUrl(url);
   auto keys = RootKeys::Open(dir, *store, "n1");
   ASSERT_THAT(keys, IsOk());
   EXPECT_EQ((*(*keys)->Current())->secret.epoch, 1u);
+  EXPECT_EQ(*core::ReadFile(dir + "/cluster.key"), std::string(32, 'k'));
+  EXPECT_FALSE(core::PathExists(dir + "/cluster.key.new"));
+  // A cluster key over an empty store (a wrong --store) is refused, not a new cluster.
+  PML_NEW_URL(other);
+  auto empty = OpenUrl(other);
+  EXPECT_EQ(RootKeys::Open(dir, *empty, "n1").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // A node whose pending first-start key lost to another node's is told to join.
+  const std::string loser = TempDir();
+  ASSERT_THAT(core::WriteFileAtomic(loser + "/cluster.key.new", std::string(32, 'z'), 0600),
+              IsOk());
+  auto lost = RootKeys::Open(loser, *store, "n2");
+  EXPECT_EQ(lost.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(lost.status().message()), HasSubstr("--join"));
+  EXPECT_FALSE(core::PathExists(loser + "/cluster.key.new"));
 }
 
 TEST_P(BackendTest, RotationKeepsOldEpochsAndRefusesRaces) {
@@ -386,9 +402,12 @@ class KeyReleaseTest : public BackendTest {
       GTEST_SKIP() << "PostgreSQL is not installed";
     store_ = OpenUrl(url);
     keys_ = *RootKeys::Open(dir_, *store_, "n1");
-    core_ = std::make_unique<KeyReleaseCore>(*keys_, *store_, verifier_,
-                                             KeyReleaseOptions{.node_name = "n1",
-                                                               .replica_policy_id = "kms-replica"});
+    const auto token = crypto::Sha256(std::string("operator-join-token"));
+    core_ = std::make_unique<KeyReleaseCore>(
+        *keys_, *store_, verifier_,
+        KeyReleaseOptions{.node_name = "n1",
+                          .replica_policy_id = "kms-replica",
+                          .replica_join_token_sha256 = std::string(token.begin(), token.end())});
     sim_ = *tee::TdxSimulator::Create({});
     v1::AppPolicy p;
     p.set_app_id(kApp);
@@ -549,6 +568,10 @@ TEST_P(KeyReleaseTest, JoinClusterSealsTheRootSecretsToTheJoiner) {
   r.mutable_evidence()->set_tdx_quote(core::ToString(*sim_->GetQuote(rd)));
   r.set_ephemeral_public_key(std::string(eph.public_key.begin(), eph.public_key.end()));
   r.set_node_name("n2");
+  EXPECT_EQ(core_->JoinCluster(r).status().code(), absl::StatusCode::kFailedPrecondition);
+  r.set_join_token("wrong-token");
+  EXPECT_EQ(core_->JoinCluster(r).status().code(), absl::StatusCode::kFailedPrecondition);
+  r.set_join_token("operator-join-token");
   auto resp = core_->JoinCluster(r);
   ASSERT_THAT(resp, IsOk());
   crypto::SealedBox box;

@@ -179,8 +179,9 @@ grpc::ServerUnaryReactor* KmsAdminService::GetKmsInfo(grpc::CallbackServerContex
           *resp->add_epochs() = std::move(i);
         PML_ASSIGN_OR_RETURN(std::shared_ptr<const Epoch> cur, keys_.Current());
         resp->set_current_epoch(cur->secret.epoch);
-        PML_ASSIGN_OR_RETURN(std::shared_ptr<const Epoch> identity, keys_.Get(1));
-        resp->set_key_provider_id(identity->key_provider_id());
+        PML_ASSIGN_OR_RETURN(std::shared_ptr<const IdentityCa> identity, keys_.Identity());
+        resp->set_key_provider_id(identity->key_provider_id);
+        resp->set_identity_ca_cert(identity->cert_der);
         resp->set_store_kind(store_.kind());
         resp->set_verifier_address(verifier_.address());
         resp->set_replica_policy_id(core_.options().replica_policy_id);

@@ -7,10 +7,15 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "lib/core/file.h"
 #include "lib/core/status.h"
+#include "lib/core/hex.h"
+#include "lib/crypto/hash.h"
+#include "lib/crypto/key.h"
+#include "lib/crypto/x509.h"
 #include "lib/rpc/client.h"
 #include "lib/rpc/flags.h"
 #include "lib/rpc/server.h"
@@ -35,6 +40,8 @@ struct KmsFlags {
   std::string verifier;
   std::string verifier_cert, verifier_key, verifier_ca;
   std::string replica_policy_id;
+  std::string replica_join_token_file;
+  std::string join_token_file;
   std::string join;
   std::string join_ca;
   std::string advertised_url;
@@ -87,8 +94,30 @@ absl::StatusOr<std::shared_ptr<Kms>> StartKms(const KmsFlags& f, const rpc::Serv
     to.simulator.state_dir = f.state_dir + "/tee";
     PML_RETURN_IF_ERROR(core::MakeDirs(to.simulator.state_dir, 0700));
     PML_ASSIGN_OR_RETURN(std::unique_ptr<tee::TeeProvider> tee, tee::MakeTeeProvider(kind, to));
-    kms::JoinOptions jo{f.join, f.join_ca, f.node_name, f.advertised_url};
+    if (f.join_token_file.empty())
+      return absl::InvalidArgumentError("--join needs --join-token-file (the operator's token)");
+    PML_ASSIGN_OR_RETURN(std::string token, core::ReadFile(f.join_token_file, 4096));
+    kms::JoinOptions jo{f.join, f.join_ca, f.node_name, f.advertised_url,
+                        std::string(absl::StripAsciiWhitespace(token))};
     PML_ASSIGN_OR_RETURN(pml::kms::v1::RootSecrets secrets, kms::FetchRootSecrets(jo, *tee));
+    // The secrets must be those of the cluster --join-ca names (its identity CA derives from
+    // epoch 1), not merely come from a node that CA vouches for.
+    if (secrets.epochs_size() == 0 || secrets.epochs(0).epoch() != 1)
+      return absl::DataLossError("JoinCluster answer: no epoch 1");
+    PML_ASSIGN_OR_RETURN(crypto::EvpPkeyPtr e1,
+                         crypto::PrivateKeyFromPkcs8Der(core::AsBytes(secrets.epochs(0).ca_key())));
+    PML_ASSIGN_OR_RETURN(crypto::SecretBytes e1_scalar, crypto::PrivateKeyToScalar(*e1));
+    PML_ASSIGN_OR_RETURN(std::string got, kms::IdentityKeyProviderId(e1_scalar));
+    PML_ASSIGN_OR_RETURN(std::string ca_pem, core::ReadFile(f.join_ca, 1 << 20));
+    PML_ASSIGN_OR_RETURN(std::vector<crypto::X509Ptr> ca, crypto::ParsePemCertificates(ca_pem));
+    if (ca.size() != 1)
+      return absl::InvalidArgumentError("--join-ca: want one certificate");
+    PML_ASSIGN_OR_RETURN(const EVP_PKEY* ca_key, crypto::CertificatePublicKey(*ca[0]));
+    PML_ASSIGN_OR_RETURN(std::vector<uint8_t> ca_spki, crypto::PublicKeyToDer(*ca_key));
+    if (got != core::HexEncode(ca_spki)) {
+      return absl::FailedPreconditionError(
+          "the joined node's root secrets are not those of the cluster --join-ca names");
+    }
     PML_ASSIGN_OR_RETURN(k->keys,
                          kms::RootKeys::Join(f.state_dir, *k->store, f.node_name, secrets));
     SPDLOG_INFO("kms_joined source={:?} epochs={}", f.join, secrets.epochs_size());
@@ -98,7 +127,7 @@ absl::StatusOr<std::shared_ptr<Kms>> StartKms(const KmsFlags& f, const rpc::Serv
   PML_ASSIGN_OR_RETURN(std::shared_ptr<const kms::Epoch> cur, k->keys->Current());
   // The key-release listener's certificate comes from the identity root CA, so guests that pin the
   // cluster's key_provider_id authenticate this node (re-issued every start).
-  PML_ASSIGN_OR_RETURN(std::shared_ptr<const kms::Epoch> identity, k->keys->Get(1));
+  PML_ASSIGN_OR_RETURN(std::shared_ptr<const kms::IdentityCa> identity, k->keys->Identity());
   PML_ASSIGN_OR_RETURN(kms::GuestTls tls,
                        kms::IssueGuestTls(*identity, f.node_name, f.guest_tls_names));
   PML_RETURN_IF_ERROR(core::WriteFileAtomic(f.state_dir + "/guest-tls.key", tls.key_pem, 0600));
@@ -108,13 +137,21 @@ absl::StatusOr<std::shared_ptr<Kms>> StartKms(const KmsFlags& f, const rpc::Serv
   kms::KeyReleaseOptions o;
   o.node_name = f.node_name;
   o.replica_policy_id = f.replica_policy_id;
+  if (!f.replica_join_token_file.empty()) {
+    PML_ASSIGN_OR_RETURN(std::string token, core::ReadFile(f.replica_join_token_file, 4096));
+    const std::string t(absl::StripAsciiWhitespace(token));
+    if (t.size() < 16)
+      return absl::InvalidArgumentError("--replica-join-token-file: at least 16 characters");
+    const auto h = crypto::Sha256(t);
+    o.replica_join_token_sha256.assign(h.begin(), h.end());
+  }
   o.version = rpc::Version();
   k->core = std::make_unique<kms::KeyReleaseCore>(*k->keys, *k->store, *k->verifier, o);
   const int64_t now = absl::ToUnixSeconds(absl::Now());
   PML_RETURN_IF_ERROR(k->store->UpsertReplica(
       f.node_name, f.advertised_url.empty() ? f.guest_listen : f.advertised_url, now, now));
   SPDLOG_INFO("kms_ready node={} epoch={} key_provider_id={} root_ca={:?}", f.node_name,
-              cur->secret.epoch, identity->key_provider_id(), f.state_dir + "/kms-root-ca.pem");
+              cur->secret.epoch, identity->key_provider_id, f.state_dir + "/kms-root-ca.pem");
   return k;
 }
 
@@ -153,6 +190,11 @@ int main(int argc, char** argv) {
   app.add_option("--verifier-ca", f.verifier_ca, "CA of the verifier's certificate (default --tls-ca)");
   app.add_option("--replica-policy-id", f.replica_policy_id,
                  "verifier policy joining KMS replicas must pass (default: replication refused)");
+  app.add_option("--replica-join-token-file", f.replica_join_token_file,
+                 "file holding the operator's join token (>= 16 characters) a joining replica must "
+                 "present besides passing --replica-policy-id (default: replication refused)");
+  app.add_option("--join-token-file", f.join_token_file,
+                 "with --join: file holding the operator's join token");
   app.add_option("--join", f.join,
                  "join an existing KMS cluster: the key-release address host:port of a member; "
                  "used only when --state-dir has no cluster.key");

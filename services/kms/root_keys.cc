@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -57,7 +58,45 @@ absl::StatusOr<EpochRow> SealRow(const crypto::SecretBytes& cluster_key, uint32_
 
 std::string Epoch::key_provider_id() const { return core::HexEncode(ca_spki_der); }
 
-absl::StatusOr<GuestTls> IssueGuestTls(const Epoch& identity, const std::string& node_name,
+absl::StatusOr<std::string> IdentityKeyProviderId(const crypto::SecretBytes& epoch1_ca_scalar) {
+  PML_ASSIGN_OR_RETURN(crypto::SecretBytes okm,
+                       DeriveOkm(epoch1_ca_scalar, "kms-identity-ca", {}, 1, {}, 48));
+  PML_ASSIGN_OR_RETURN(crypto::SecretBytes scalar, crypto::ScalarFromOkm(okm, crypto::Curve::kP256));
+  PML_ASSIGN_OR_RETURN(crypto::EvpPkeyPtr key,
+                       crypto::PrivateKeyFromScalar(crypto::Curve::kP256, scalar.span()));
+  PML_ASSIGN_OR_RETURN(std::vector<uint8_t> spki, crypto::PublicKeyToDer(*key));
+  return core::HexEncode(spki);
+}
+
+absl::StatusOr<IdentityCa> MakeIdentityCa(const Epoch& epoch1) {
+  if (epoch1.secret.epoch != 1)
+    return absl::InternalError("the identity CA derives from epoch 1");
+  PML_ASSIGN_OR_RETURN(crypto::SecretBytes okm,
+                       DeriveOkm(epoch1.secret.ca_scalar, "kms-identity-ca", {}, 1, {}, 48));
+  PML_ASSIGN_OR_RETURN(crypto::SecretBytes scalar, crypto::ScalarFromOkm(okm, crypto::Curve::kP256));
+  IdentityCa id;
+  PML_ASSIGN_OR_RETURN(id.key, crypto::PrivateKeyFromScalar(crypto::Curve::kP256, scalar.span()));
+  PML_ASSIGN_OR_RETURN(std::vector<uint8_t> spki, crypto::PublicKeyToDer(*id.key));
+  id.key_provider_id = core::HexEncode(spki);
+  crypto::CertSpec spec;
+  spec.common_name = "PML KMS identity CA";
+  spec.organization = "PML KMS";
+  spec.is_ca = true;
+  spec.path_len = 0;
+  // Fixed fields, so every replica's certificate has the same name, serial and validity.
+  spec.not_before = epoch1.created - absl::Hours(1);
+  spec.not_after = epoch1.created + absl::Hours(24 * 365 * 20);
+  const auto serial = crypto::Sha256(core::ToString(spki));
+  spec.serial.assign(serial.begin(), serial.begin() + 16);
+  spec.serial[0] &= 0x7f;
+  PML_ASSIGN_OR_RETURN(id.cert, crypto::IssueCertificate(spec, *id.key, *id.key, nullptr));
+  PML_ASSIGN_OR_RETURN(std::vector<uint8_t> der, crypto::CertificateToDer(*id.cert));
+  id.cert_der = core::ToString(der);
+  PML_ASSIGN_OR_RETURN(id.cert_pem, crypto::CertificateToPem(*id.cert));
+  return id;
+}
+
+absl::StatusOr<GuestTls> IssueGuestTls(const IdentityCa& identity, const std::string& node_name,
                                        const std::vector<std::string>& names) {
   PML_ASSIGN_OR_RETURN(crypto::EvpPkeyPtr key, crypto::GenerateEcKey(crypto::Curve::kP256));
   crypto::CertSpec spec;
@@ -69,19 +108,19 @@ absl::StatusOr<GuestTls> IssueGuestTls(const Epoch& identity, const std::string&
     (ip ? spec.ip_sans : spec.dns_sans).push_back(n);
   }
   spec.server_auth = true;
-  PML_ASSIGN_OR_RETURN(crypto::Validity root, crypto::CertificateValidity(*identity.ca_cert));
+  PML_ASSIGN_OR_RETURN(crypto::Validity root, crypto::CertificateValidity(*identity.cert));
   spec.not_before = std::max(absl::Now() - absl::Hours(1), root.not_before);
   spec.not_after = std::min(absl::Now() + absl::Hours(24 * 365), root.not_after);
   ratls::RaTlsClaims claims;
   claims.usage = std::string(ratls::kUsageKmsRpc);
   spec.extensions = ratls::RaTlsExtensions(claims);
-  PML_ASSIGN_OR_RETURN(crypto::X509Ptr cert, crypto::IssueCertificate(spec, *key, *identity.ca_key,
-                                                                      identity.ca_cert.get()));
+  PML_ASSIGN_OR_RETURN(crypto::X509Ptr cert, crypto::IssueCertificate(spec, *key, *identity.key,
+                                                                      identity.cert.get()));
   GuestTls out;
   PML_ASSIGN_OR_RETURN(crypto::SecretBytes key_pem, crypto::PrivateKeyToPem(*key));
   out.key_pem = core::ToString(key_pem.span());
   PML_ASSIGN_OR_RETURN(std::string leaf, crypto::CertificateToPem(*cert));
-  PML_ASSIGN_OR_RETURN(out.root_pem, crypto::CertificateToPem(*identity.ca_cert));
+  out.root_pem = identity.cert_pem;
   out.chain_pem = leaf + out.root_pem;
   return out;
 }
@@ -164,42 +203,74 @@ absl::StatusOr<std::unique_ptr<RootKeys>> RootKeys::Open(const std::string& stat
                                                          const std::string& node_name) {
   PML_RETURN_IF_ERROR(core::MakeDirs(state_dir, 0700));
   const std::string key_path = absl::StrCat(state_dir, "/", kClusterKeyFile);
+  const std::string new_path = key_path + ".new";
   PML_ASSIGN_OR_RETURN(std::vector<EpochRow> rows, store.ListEpochs());
   PML_ASSIGN_OR_RETURN(std::optional<std::string> check, store.GetMeta(kCheckMeta));
-  crypto::SecretBytes key;
-  if (core::PathExists(key_path)) {
-    PML_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, core::ReadFileBytes(key_path, 64));
+  auto read_key = [](const std::string& path) -> absl::StatusOr<crypto::SecretBytes> {
+    PML_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, core::ReadFileBytes(path, 64));
     if (bytes.size() != 32)
-      return absl::DataLossError(absl::StrCat(key_path, ": not a 32-byte cluster key"));
-    key = crypto::SecretBytes(std::move(bytes));
-  } else {
-    if (!rows.empty() || check.has_value()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "the store already holds a KMS cluster's root keys but ", key_path,
-          " is missing: start this node with --join URL to join that cluster"));
-    }
-    key = crypto::SecretBytes(crypto::RandomBytes(32));
-    PML_RETURN_IF_ERROR(core::WriteFileAtomic(key_path, core::ToString(key.span()), 0600));
-  }
-  if (check.has_value()) {
+      return absl::DataLossError(absl::StrCat(path, ": not a 32-byte cluster key"));
+    return crypto::SecretBytes(std::move(bytes));
+  };
+  auto matches = [&check](const crypto::SecretBytes& key) {
     const std::string want = ClusterKeyCheck(key);
-    if (check->size() != want.size() ||
-        CRYPTO_memcmp(check->data(), want.data(), want.size()) != 0) {
+    return check.has_value() && check->size() == want.size() &&
+           CRYPTO_memcmp(check->data(), want.data(), want.size()) == 0;
+  };
+  crypto::SecretBytes key;
+  bool first_start = false;
+  if (core::PathExists(key_path)) {
+    PML_ASSIGN_OR_RETURN(key, read_key(key_path));
+    if (rows.empty() || !check.has_value()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          key_path, " exists but the store holds no root keys: is --store the right one? "
+          "(refusing to start a new cluster over an existing cluster key)"));
+    }
+    if (!matches(key)) {
       return absl::FailedPreconditionError(absl::StrCat(
           key_path, " is not the cluster key of the KMS cluster this store belongs to"));
     }
+  } else if (!rows.empty() || check.has_value()) {
+    // A first start that committed epoch 1 but crashed before its key file was renamed: finish
+    // it. Any other key (a node that lost the first-start race) must join instead.
+    if (core::PathExists(new_path)) {
+      PML_ASSIGN_OR_RETURN(crypto::SecretBytes pending, read_key(new_path));
+      if (matches(pending)) {
+        PML_RETURN_IF_ERROR(core::WriteFileAtomic(key_path, core::ToString(pending.span()), 0600));
+        (void)std::remove(new_path.c_str());
+        return Open(state_dir, store, node_name);
+      }
+      (void)std::remove(new_path.c_str());
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the store already holds a KMS cluster's root keys but ", key_path,
+        " is missing: start this node with --join URL to join that cluster"));
+  } else {
+    // First start: the key is written aside, epoch 1 committed, then the key becomes the node's.
+    first_start = true;
+    if (core::PathExists(new_path)) {
+      PML_ASSIGN_OR_RETURN(key, read_key(new_path));
+    } else {
+      key = crypto::SecretBytes(crypto::RandomBytes(32));
+      PML_RETURN_IF_ERROR(core::WriteFileAtomic(new_path, core::ToString(key.span()), 0600));
+    }
   }
-  auto rk = std::unique_ptr<RootKeys>(new RootKeys(store, std::move(key)));
-  if (rows.empty()) {
+  auto rk = std::unique_ptr<RootKeys>(new RootKeys(store, key));
+  if (first_start) {
     v1::AuditEvent a;
     a.set_action(v1::AUDIT_ACTION_ROOT_KEY_GENERATE);
     a.set_outcome(v1::AUDIT_OUTCOME_ALLOWED);
     a.set_caller(absl::StrCat("kms:", node_name));
     a.set_reason("root secrets generated on first start");
     absl::Status s = rk->Create(1, 0, std::move(a));
-    // A replica that raced us to epoch 1 on a shared store wins; we read its epoch.
-    if (!s.ok() && !absl::IsAborted(s))
-      return s;
+    if (absl::IsAborted(s) || absl::IsAlreadyExists(s)) {
+      (void)std::remove(new_path.c_str());
+      return absl::FailedPreconditionError(
+          "another KMS node initialized this store first: start this node with --join URL");
+    }
+    PML_RETURN_IF_ERROR(s);
+    PML_RETURN_IF_ERROR(core::WriteFileAtomic(key_path, core::ToString(key.span()), 0600));
+    (void)std::remove(new_path.c_str());
   }
   {
     absl::MutexLock l(&rk->mu_);
@@ -303,6 +374,16 @@ absl::StatusOr<std::shared_ptr<const Epoch>> RootKeys::Rotate(
   a.set_reason(reason.empty() ? std::string("root keys rotated") : reason.substr(0, 512));
   PML_RETURN_IF_ERROR(Create(current + 1, expected_current.value_or(current), std::move(a)));
   return Get(current + 1);
+}
+
+absl::StatusOr<std::shared_ptr<const IdentityCa>> RootKeys::Identity() {
+  PML_ASSIGN_OR_RETURN(std::shared_ptr<const Epoch> first, Get(1));
+  absl::MutexLock l(&mu_);
+  if (identity_ == nullptr) {
+    PML_ASSIGN_OR_RETURN(IdentityCa id, MakeIdentityCa(*first));
+    identity_ = std::make_shared<const IdentityCa>(std::move(id));
+  }
+  return identity_;
 }
 
 absl::StatusOr<v1::RootSecrets> RootKeys::Export() {

@@ -10,13 +10,15 @@
 // hands it over on the attested channel), so an epoch rotated in on one node is read by all.
 //
 // Crash safety (a kill -9 at any point leaves the old state or the new one):
-//   first start  cluster.key is written (atomic rename) before epoch 1 is inserted (one
-//                transaction with the check value); a start that finds the key but no epoch
-//                creates epoch 1 (no key was ever derived before that);
+//   first start  the key is written to cluster.key.new, epoch 1 is inserted (one transaction with
+//                the key's check value), then the key is written to cluster.key; a restart reuses
+//                a pending .new key for an empty store, completes it when the store's check value
+//                is its own, and drops it (asking to --join) when another node won the race;
 //   rotation     one transaction inserting epoch N+1 (and its audit event); it either commits
 //                or not, and two nodes rotating at once cannot both win (kAborted).
 // Start-up refuses (kFailedPrecondition) a store that has epochs but no local cluster key (join
-// the cluster instead) and a cluster key whose check value differs from the store's.
+// the cluster instead), a cluster key whose check value differs from the store's, and a
+// cluster key with an empty store (a wrong --store must not silently start a new cluster).
 //
 // Thread-safety: thread-safe.
 
@@ -51,15 +53,31 @@ struct Epoch {
   std::string key_provider_id() const;
 };
 
+// The cluster's identity CA: a P-256 key derived from epoch 1's root CA secret (so every replica
+// has it) that signs nothing but key-release TLS certificates. Epoch root CAs sign app CAs, and
+// app CAs sign whatever an app asks its guest agent for; keeping the TLS anchor apart means no
+// app can present a certificate a guest would take for the KMS. key_provider_id = hex of its SPKI.
+// The certificate (fixed subject, serial and validity) may differ in signature bytes between
+// replicas; any of them anchors any replica's TLS certificate.
+struct IdentityCa {
+  crypto::EvpPkeyPtr key;
+  crypto::X509Ptr cert;
+  std::string cert_der;
+  std::string cert_pem;
+  std::string key_provider_id;  // hex SPKI DER
+};
+absl::StatusOr<IdentityCa> MakeIdentityCa(const Epoch& epoch1);
+// key_provider_id of the identity CA derived from epoch 1's root CA scalar (for a joiner's check).
+absl::StatusOr<std::string> IdentityKeyProviderId(const crypto::SecretBytes& epoch1_ca_scalar);
+
 // The key-release listener's TLS identity: a fresh P-256 key and a certificate issued by the
-// identity root CA (epoch 1; usage "kms:rpc", SANs `names`: DNS names or IP addresses), so a
-// guest that pins the cluster's key_provider_id can authenticate the KMS before trusting keys.
+// identity CA (usage "kms:rpc", SANs `names`: DNS names or IP addresses).
 struct GuestTls {
   std::string key_pem;    // secret
-  std::string chain_pem;  // leaf, identity root CA
-  std::string root_pem;   // identity root CA
+  std::string chain_pem;  // leaf, identity CA
+  std::string root_pem;   // identity CA
 };
-absl::StatusOr<GuestTls> IssueGuestTls(const Epoch& identity, const std::string& node_name,
+absl::StatusOr<GuestTls> IssueGuestTls(const IdentityCa& identity, const std::string& node_name,
                                        const std::vector<std::string>& names);
 
 class RootKeys {
@@ -94,6 +112,9 @@ class RootKeys {
   // Everything a joining replica needs (secret!): every epoch and the cluster key.
   absl::StatusOr<v1::RootSecrets> Export();
 
+  // The identity CA (computed once from epoch 1).
+  absl::StatusOr<std::shared_ptr<const IdentityCa>> Identity();
+
  private:
   RootKeys(KmsStore& store, crypto::SecretBytes cluster_key)
       : store_(store), cluster_key_(std::move(cluster_key)) {}
@@ -106,6 +127,7 @@ class RootKeys {
   const crypto::SecretBytes cluster_key_;
   absl::Mutex mu_;
   std::map<uint32_t, std::shared_ptr<const Epoch>> epochs_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const IdentityCa> identity_ ABSL_GUARDED_BY(mu_);
 };
 
 // The check value stored for a cluster key.

@@ -144,8 +144,11 @@ class KmsTest(unittest.TestCase):
             call(ch, "RefreshCollateral",
                  att.RefreshCollateralRequest(import_collateral_json=f.read()),
                  att.RefreshCollateralResponse)
+        cls.join_token = os.path.join(d, "join-token")
+        write(cls.join_token, "operator-join-token-0123456789\n")
         cls.kms = Kms(cls.stack, "kms", os.path.join(d, "kms-a"), cls.verifier,
-                      ["--replica-policy-id", "kms-replica"])
+                      ["--replica-policy-id", "kms-replica",
+                       "--replica-join-token-file", cls.join_token])
         with cls.kms.admin() as ch:
             info = rpc(ch, ADMIN + "GetKmsInfo", kpb.GetKmsInfoRequest(), kpb.GetKmsInfoResponse)
         cls.key_provider_id = info.key_provider_id
@@ -372,6 +375,34 @@ class KmsTest(unittest.TestCase):
         text_p, _, _ = self.compose("kms-app-pin", key_provider_id="30" * 91)
         log = self.boot_agent("pin", text_p, expect_ok=False)
         self.assertIn("key_provider_id", log)
+        # An app's own RA-TLS certificate (chained to its app CA, under the epoch root) cannot pose
+        # as the KMS: the guest anchors TLS at the identity CA it pins, which signs only KMS nodes.
+        st, body = http(agent["sock"], "/GetTlsKey", json.dumps(
+            {"subject": "127.0.0.1", "alt_names": ["127.0.0.1", "localhost"],
+             "usage_server_auth": True}))
+        self.assertEqual(st, 200, body)
+        tls = json.loads(body)
+        fake = grpc.server(__import__("concurrent.futures").futures.ThreadPoolExecutor(2))
+        fake_port = fake.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials(
+            [(tls["key"].encode(), "".join(tls["certificate_chain"]).encode())]))
+        fake.start()
+        try:
+            text_f, hash_f, app_f = self.compose("kms-app-fake")
+            d = os.path.join(self.stack.dir, "agent-fake")
+            os.makedirs(d, exist_ok=True)
+            write(os.path.join(d, "app-compose.json"), text_f)
+            r = subprocess.run(
+                [harness.binary("services/guest-agent/pml-guest-agent"), "--grpc-socket",
+                 os.path.join(d, "g.sock"), "--metrics-listen", "", "boot", "--tee", "simulated",
+                 "--state-dir", os.path.join(d, "state"), "--app-compose",
+                 os.path.join(d, "app-compose.json"), "--key-provider", "kms", "--kms-url",
+                 f"127.0.0.1:{fake_port}", "--kms-root-ca", self.kms.root_ca()],
+                capture_output=True, text=True, timeout=120)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertNotIn("Method not found", r.stderr + r.stdout)
+            self.assertIn("KMS 127.0.0.1", r.stderr + r.stdout)
+        finally:
+            fake.stop(0)
         refusals = self.audit(outcome=kpb.AUDIT_OUTCOME_REFUSED)
         self.assertGreaterEqual(len(refusals) - before, 5)
         for e in refusals[before:]:
@@ -489,6 +520,10 @@ class KmsTest(unittest.TestCase):
                     self.assertNotIn(form, text, f"key material in {path}")
 
     def env_key(self, kms, app_id, epoch=None):
+        # Env keys exist for apps bound to a policy on that node's store.
+        with kms.admin() as ch:
+            rpc(ch, ADMIN + "PutAppPolicy", kpb.PutAppPolicyRequest(app_policy=kpb.AppPolicy(
+                app_id=app_id, verifier_policy_id="app-a")), kpb.PutAppPolicyResponse)
         req = kpb.GetAppEnvEncryptPubKeyRequest(app_id=app_id)
         if epoch is not None:
             req.epoch = epoch
@@ -542,11 +577,12 @@ class KmsTest(unittest.TestCase):
         with pg.LocalPostgres() as db:
             d = self.stack.dir
             a = Kms(self.stack, "kms-b", os.path.join(d, "pg-a"), self.verifier,
-                    ["--store", db.url, "--replica-policy-id", "kms-replica"])
+                    ["--store", db.url, "--replica-policy-id", "kms-replica",
+                     "--replica-join-token-file", self.join_token])
             b_state = os.path.join(d, "pg-b")
             b = Kms(self.stack, "kms-c", b_state, self.verifier,
                     ["--store", db.url, "--join", a.guest_addr, "--join-ca", a.root_ca(),
-                     "--tee", "simulated"])
+                     "--join-token-file", self.join_token, "--tee", "simulated"])
             app = b"\x24" * 20
             self.assertEqual(self.env_key(a, app), self.env_key(b, app))
             with a.admin() as ch:
@@ -566,8 +602,20 @@ class KmsTest(unittest.TestCase):
             with self.assertRaises(RuntimeError) as e:
                 Kms(self.stack, "kms-c", c_state, self.verifier,
                     ["--store", "sqlite:" + os.path.join(d, "pg-c.db"), "--join", a.guest_addr,
-                     "--join-ca", a.root_ca(), "--tee", "simulated"])
+                     "--join-ca", a.root_ca(), "--join-token-file", self.join_token,
+                     "--tee", "simulated"])
             self.assertIn("does not allow simulated evidence", str(e.exception))
+            self.assertFalse(os.path.exists(os.path.join(c_state, "cluster.key")))
+            # With the policy passing again, a wrong operator token gets nothing either.
+            self.put_verifier_policy("kms-replica", self.replica_policy(True))
+            bad_token = os.path.join(d, "bad-token")
+            write(bad_token, "not-the-operator-token-000\n")
+            with self.assertRaises(RuntimeError) as e:
+                Kms(self.stack, "kms-c", c_state, self.verifier,
+                    ["--store", "sqlite:" + os.path.join(d, "pg-c.db"), "--join", a.guest_addr,
+                     "--join-ca", a.root_ca(), "--join-token-file", bad_token,
+                     "--tee", "simulated"])
+            self.assertIn("join token does not match", str(e.exception))
             self.assertFalse(os.path.exists(os.path.join(c_state, "cluster.key")))
             self.put_verifier_policy("kms-replica", self.replica_policy(True))
             self.stack.stop("kms-b")

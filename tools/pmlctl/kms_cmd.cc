@@ -517,7 +517,7 @@ int RunInfo(const InfoOptions& o) {
     return Error(kCmd, kExitUsage, s);
   }
   // Keep stdout pure JSON under --json.
-  (o.json ? std::cerr : std::cout) << "wrote the identity root CA (epoch 1; key_provider_id "
+  (o.json ? std::cerr : std::cout) << "wrote the identity CA (key_provider_id "
                                    << resp.key_provider_id() << ") to " << o.root_ca_out << "\n";
   return kExitOk;
 }
@@ -870,19 +870,11 @@ std::string KmsInfoJson(const v1::GetKmsInfoResponse& info) {
 }
 
 absl::StatusOr<std::string> IdentityRootCaPem(const v1::GetKmsInfoResponse& info) {
-  const v1::EpochPublicInfo* first = nullptr;
-  for (const v1::EpochPublicInfo& e : info.epochs()) {
-    if (e.epoch() == 1) {
-      first = &e;
-      break;
-    }
-  }
-  if (first == nullptr) {
-    return absl::NotFoundError("the KMS reported no epoch 1 (the identity root)");
-  }
-  auto cert = crypto::ParseDerCertificate(core::AsBytes(first->root_ca_cert()));
+  if (info.identity_ca_cert().empty())
+    return absl::NotFoundError("the KMS reported no identity CA certificate");
+  auto cert = crypto::ParseDerCertificate(core::AsBytes(info.identity_ca_cert()));
   if (!cert.ok()) {
-    return core::Annotate(cert.status(), "epoch 1 root_ca_cert");
+    return core::Annotate(cert.status(), "identity_ca_cert");
   }
   PML_ASSIGN_OR_RETURN(const EVP_PKEY* key, crypto::CertificatePublicKey(**cert));
   PML_ASSIGN_OR_RETURN(std::vector<uint8_t> spki, crypto::PublicKeyToDer(*key));
@@ -890,7 +882,7 @@ absl::StatusOr<std::string> IdentityRootCaPem(const v1::GetKmsInfoResponse& info
   if (spki_hex != absl::AsciiStrToLower(info.key_provider_id())) {
     return absl::FailedPreconditionError(
         absl::StrCat("key_provider_id ", absl::string_view(info.key_provider_id()).substr(0, 64),
-                     " is not the SPKI of epoch 1's root CA (",
+                     " is not the SPKI of the identity CA certificate (",
                      absl::string_view(spki_hex).substr(0, 64), "...)"));
   }
   return crypto::CertificateToPem(**cert);

@@ -261,6 +261,7 @@ v1::GetKmsInfoResponse Info(const IdentityRoot& root) {
   v1::GetKmsInfoResponse info;
   info.set_current_epoch(2);
   info.set_key_provider_id(root.key_provider_id);
+  info.set_identity_ca_cert(root.der);
   info.set_store_kind("sqlite");
   info.set_verifier_address("verifier:7443");
   info.set_version("1.2.3");
@@ -320,15 +321,16 @@ TEST(IdentityRootCaPemTest, RefusesAnInconsistentOrMissingRoot) {
   const IdentityRoot root = MakeIdentityRoot();
   v1::GetKmsInfoResponse info = Info(root);
   info.set_key_provider_id(MakeIdentityRoot().key_provider_id);
-  EXPECT_THAT(IdentityRootCaPem(info), StatusIs(absl::StatusCode::kFailedPrecondition,
-                                                HasSubstr("is not the SPKI of epoch 1's root CA")));
+  EXPECT_THAT(IdentityRootCaPem(info),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("is not the SPKI of the identity CA certificate")));
   info = Info(root);
-  info.mutable_epochs(0)->set_root_ca_cert("junk");
+  info.set_identity_ca_cert("junk");
   EXPECT_THAT(IdentityRootCaPem(info),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("epoch 1 root_ca_cert")));
-  info.mutable_epochs()->DeleteSubrange(0, 1);
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("identity_ca_cert")));
+  info.clear_identity_ca_cert();
   EXPECT_THAT(IdentityRootCaPem(info),
-              StatusIs(absl::StatusCode::kNotFound, HasSubstr("no epoch 1")));
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("no identity CA")));
 }
 
 // ---- env-encryption public key
