@@ -430,7 +430,7 @@ absl::StatusOr<std::unique_ptr<Kms>> StartKms(const std::string& dir,
                        store::OpenSqlDb(absl::StrCat("sqlite:", dir, "/kms.db")));
   PML_ASSIGN_OR_RETURN(k->store, kms::KmsStore::Open(std::move(db)));
   PML_ASSIGN_OR_RETURN(k->keys, kms::RootKeys::Open(dir, *k->store, "kms-0"));
-  PML_ASSIGN_OR_RETURN(std::shared_ptr<const kms::Epoch> identity, k->keys->Get(1));
+  PML_ASSIGN_OR_RETURN(std::shared_ptr<const kms::IdentityCa> identity, k->keys->Identity());
   PML_ASSIGN_OR_RETURN(kms::GuestTls tls,
                        kms::IssueGuestTls(*identity, "kms-0", {"localhost", "127.0.0.1"}));
   PML_RETURN_IF_ERROR(core::WriteFileAtomic(dir + "/guest-tls.key", tls.key_pem, 0600));
