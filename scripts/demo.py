@@ -14,7 +14,7 @@ def main():
     print(f"==> development PKI in {stack.pki}")
     try:
         for name in harness.SERVICES:
-            svc = stack.start(name)
+            svc = stack.start(name, extra_args=harness.default_args(stack, name))
             print(f"==> started pml-{name}: grpc {svc.addr}, metrics "
                   f"http://127.0.0.1:{svc.metrics_port}/metrics")
         print("==> health and version of each service (pmlctl health / pmlctl version):")

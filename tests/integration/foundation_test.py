@@ -42,14 +42,15 @@ reflection_pb2 = _load("reflection_pb2", "reflection_pb2.py")
 
 SERVICE_NAMES = {
     "verifier": ["pml.attestation.v1.Attestation"],
-    "kms": ["pml.kms.v1.KmsAdmin", "pml.kms.v1.KeyRelease"],
+    # KeyRelease is served on pml-kms's separate guest-facing listener (tests/integration/kms_test.py).
+    "kms": ["pml.kms.v1.KmsAdmin"],
     "vmm": ["pml.vmm.v1.Vmm"],
     "guest-agent": ["pml.guest.v1.GuestAgent"],
 }
 # One operator-only RPC per service: (method, request bytes) — an empty message is valid input.
 OPERATOR_ONLY = {
     "verifier": "/pml.attestation.v1.Attestation/PutPolicy",
-    "kms": "/pml.kms.v1.KmsAdmin/RotateRootKeys",
+    "kms": "/pml.kms.v1.KmsAdmin/DeleteAppPolicy",
     "vmm": "/pml.vmm.v1.Vmm/CreateVm",
 }
 
@@ -95,7 +96,7 @@ class FoundationTest(unittest.TestCase):
     def setUpClass(cls):
         cls.stack = harness.Stack()
         for name in harness.SERVICES:
-            cls.stack.start(name)
+            cls.stack.start(name, extra_args=harness.default_args(cls.stack, name))
 
     @classmethod
     def tearDownClass(cls):
@@ -116,7 +117,6 @@ class FoundationTest(unittest.TestCase):
         expected_methods = {
             "pml.vmm.v1.Vmm": {"CreateVm", "ListVms", "WatchVms", "StreamLogs"},
             "pml.attestation.v1.Attestation": {"VerifyTdxQuote", "Appraise", "GetJwks"},
-            "pml.kms.v1.KeyRelease": {"GetAppKeys", "SignCert"},
             "pml.kms.v1.KmsAdmin": {"RotateRootKeys", "ListAuditEvents"},
             "pml.guest.v1.GuestAgent": {"GetQuote", "EmitEvent"},
         }
@@ -176,6 +176,10 @@ class FoundationTest(unittest.TestCase):
                 self.assertNotEqual(cm.exception.code(), grpc.StatusCode.PERMISSION_DENIED, method)
                 if cm.exception.code() == grpc.StatusCode.UNIMPLEMENTED:
                     self.assertIn("issue", cm.exception.details())
+                elif name == "kms":
+                    # The empty request is refused on its merits.
+                    self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+                    self.assertIn("app_id", cm.exception.details())
                 else:
                     self.assertIn("--state-dir", cm.exception.details(), method)
 
@@ -301,7 +305,9 @@ class BadConfigurationTest(unittest.TestCase):
                                        "cannot serve metrics")
 
     def test_json_logs_are_one_object_per_line(self):
-        svc = self.stack.start("kms", extra_args=["--log-format", "json"])
+        self.stack.start("verifier", extra_args=["--offline"])
+        svc = self.stack.start("kms", extra_args=["--log-format", "json",
+                                                  *harness.default_args(self.stack, "kms")])
         self.stack.stop("kms")
         lines = [l for l in svc.log().splitlines() if l.strip()]
         self.assertGreaterEqual(len(lines), 2, svc.log())

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -62,6 +63,34 @@ class Service:
     def log(self):
         with open(self.log_path, errors="replace") as f:
             return f.read()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def default_args(stack, name):
+    """What a service needs beyond the common flags to start on its own in development mode:
+    pml-kms a verifier (the stack's, started first), its key-release port and a state dir;
+    pml-guest-agent the simulated TEE, a booted app and local-dev keys."""
+    d = stack.dir
+    if name == "kms":
+        return ["--state-dir", os.path.join(d, "kms-state"),
+                "--guest-listen", f"127.0.0.1:{free_port()}",
+                "--verifier", stack.services["verifier"].addr,
+                "--verifier-cert", os.path.join(stack.pki, "kms.pem"),
+                "--verifier-key", os.path.join(stack.pki, "kms.key")]
+    if name == "guest-agent":
+        compose = os.path.join(d, "default-app-compose.json")
+        with open(compose, "w") as f:
+            f.write('{"name":"default","runner":"bash","bash_script":"true"}')
+        return ["boot", "--tee", "simulated", "--state-dir", os.path.join(d, "guest-state"),
+                "--app-compose", compose, "--key-provider", "local-dev"]
+    return []
 
 
 class Stack:
