@@ -21,7 +21,11 @@ echo "==> building ($BUILD_DIR)"
 time scripts/build.sh "${extra[@]}"
 if [ "${1:-}" != "--sanitize" ]; then
   echo "==> fuzzing (bounded)"
-  scripts/fuzz.sh "${PML_FUZZ_SECONDS:-10}"
+  # Every target but dstack_api_fuzz, whose clang/ASan build pulls in all generated gRPC code and
+  # would take CI past its 30-minute budget on 2 cores; run it with
+  # `scripts/fuzz.sh 60 dstack_api_fuzz` (see fuzz/seeds/README.md).
+  scripts/fuzz.sh "${PML_FUZZ_SECONDS:-8}" $(sed -n 's/^ *pml_fuzzer(\([a-z0-9_]*\).*/\1/p' \
+    fuzz/CMakeLists.txt | grep -vx dstack_api_fuzz)
 fi
 echo "==> testing"
 cd "$BUILD_DIR"
