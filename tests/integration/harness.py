@@ -76,7 +76,8 @@ def free_port():
 def default_args(stack, name):
     """What a service needs beyond the common flags to start on its own in development mode:
     pml-kms a verifier (the stack's, started first), its key-release port and a state dir;
-    pml-guest-agent the simulated TEE, a booted app and local-dev keys."""
+    pml-guest-agent the simulated TEE, a booted app and local-dev keys; pml-vmm libvirt's test
+    driver, a state dir and an (empty) image dir."""
     d = stack.dir
     if name == "kms":
         return ["--state-dir", os.path.join(d, "kms-state"),
@@ -90,6 +91,11 @@ def default_args(stack, name):
             f.write('{"name":"default","runner":"bash","bash_script":"true"}')
         return ["boot", "--tee", "simulated", "--state-dir", os.path.join(d, "guest-state"),
                 "--app-compose", compose, "--key-provider", "local-dev"]
+    if name == "vmm":
+        images = os.path.join(d, "vmm-images")
+        os.makedirs(images, exist_ok=True)
+        return ["--libvirt-uri", "test:///default", "--state-dir", os.path.join(d, "vmm-state"),
+                "--images-dir", images]
     return []
 
 
