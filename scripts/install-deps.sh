@@ -16,6 +16,10 @@ PACKAGES=(
   # test peers nobody here wrote
   python3 python3-grpcio python3-protobuf python3-cryptography prometheus
   postgresql  # server binaries for LocalPostgres (lib/store/testing, tests/integration/pg.py)
+  # pml-vmm's real-boot tests: libvirtd + QEMU (TCG), qemu-img for data disks, virt-xml-validate
+  # (libvirt-clients + xmllint), and the test guest / guest image (a Debian kernel, busybox)
+  libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils
+  libxml2-utils linux-image-amd64 busybox-static
 )
 
 # Node.js and npm: use the machine's if it has them (the Debian packages conflict with other

@@ -434,12 +434,14 @@ std::vector<std::string> QemuArgs(const DomainPlan& p) {
     absl::StrAppend(&netdev, ",hostfwd=", ProtocolName(f.protocol), ":", f.host_address, ":",
                     f.host_port, "-:", f.guest_port);
   }
-  // On pcie.0 with no addr: QEMU takes the first free slot after libvirt's devices, which
-  // libvirt has all placed explicitly, so nothing clashes. romfile= drops the PXE option ROM
-  // (direct kernel boot never uses it).
+  // libvirt does not know this device, and QEMU creates command-line devices before the ones
+  // libvirt adds, so an unaddressed NIC would take a slot libvirt has already given to one of its
+  // pcie-root-ports (QEMU then refuses to start). Slot 0x1e of pcie.0 is the one q35 slot libvirt
+  // leaves alone unless a legacy PCI bus needs a dmi-to-pci-bridge (none here); 0x1f is the LPC
+  // and SATA function block. romfile= drops the PXE option ROM (direct kernel boot never uses it).
   std::vector<std::string> args = {
       "-netdev", netdev, "-device",
-      absl::StrCat("virtio-net-pci,netdev=", kNetdevId, ",bus=pcie.0,romfile=")};
+      absl::StrCat("virtio-net-pci,netdev=", kNetdevId, ",bus=pcie.0,addr=0x1e,romfile=")};
   const uint64_t mmio = PciMmio64Bytes(p);
   if (mmio > 0) {
     // OVMF (the TDX firmware) sizes its 64-bit PCI aperture from this fw_cfg file rather than

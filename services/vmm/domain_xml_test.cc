@@ -404,7 +404,7 @@ TEST(BuildDomainXmlTest, ForwardsTcpAndUdpPortsThroughUserNetworking) {
             "user,id=pmlnet0,hostfwd=tcp:127.0.0.1:10022-:22,hostfwd=udp:0.0.0.0:15353-:53,"
             "hostfwd=tcp:192.168.1.10:8443-:443");
   EXPECT_EQ(XPath(file, "string(//*[local-name()='commandline']/*[local-name()='arg'][4]/@value)"),
-            "virtio-net-pci,netdev=pmlnet0,bus=pcie.0,romfile=");
+            "virtio-net-pci,netdev=pmlnet0,bus=pcie.0,addr=0x1e,romfile=");
 }
 
 TEST(BuildDomainXmlTest, AddsUserNetworkWithoutPorts) {

@@ -199,12 +199,10 @@ class LogStream final : public grpc::ServerWriteReactor<v1::LogChunk> {
       : svc_(svc), vm_id_(std::move(vm_id)), path_(std::move(path)), follow_(follow) {
     struct stat st {};
     const uint64_t size = stat(path_.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+    // Lock order: the service's follower set, then a stream's mu_ (the pump polls under both).
+    if (follow_) svc_.AddFollower(this);
     absl::MutexLock lock(&mu_);
     offset_ = tail > 0 && tail < size ? size - tail : 0;
-    if (follow_) {
-      following_ = true;
-      svc_.AddFollower(this);
-    }
     ScheduleLocked();
   }
   // From the pump: read again if idle.
@@ -226,13 +224,7 @@ class LogStream final : public grpc::ServerWriteReactor<v1::LogChunk> {
     FinishLocked(grpc::Status::CANCELLED);
   }
   void OnDone() override {
-    bool following;
-    {
-      absl::MutexLock lock(&mu_);
-      following = following_;
-      following_ = false;
-    }
-    if (following) svc_.RemoveFollower(this);
+    if (follow_) svc_.RemoveFollower(this);  // the pump cannot reach it after this
     bool last;
     {
       absl::MutexLock lock(&mu_);
@@ -244,7 +236,6 @@ class LogStream final : public grpc::ServerWriteReactor<v1::LogChunk> {
   // Pump shutdown.
   void Stop() {
     absl::MutexLock lock(&mu_);
-    following_ = false;
     FinishLocked(grpc::Status::OK);
   }
 
@@ -322,7 +313,6 @@ class LogStream final : public grpc::ServerWriteReactor<v1::LogChunk> {
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  bool following_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   int pending_ ABSL_GUARDED_BY(mu_) = 0;
 };
@@ -339,14 +329,13 @@ VmmService::VmmService(const rpc::ServiceEnv& env, VmManager& manager, VmmMetric
 VmmService::~VmmService() { Stop(); }
 
 void VmmService::Stop() {
-  std::set<LogStream*> followers;
   {
+    // Under mu_: a stream leaves the set (OnDone) before it is deleted, so none dies meanwhile.
     absl::MutexLock lock(&mu_);
     if (stopping_) return;
     stopping_ = true;
-    followers = followers_;
+    for (LogStream* s : followers_) s->Stop();
   }
-  for (LogStream* s : followers) s->Stop();
   if (pump_.joinable()) pump_.join();
 }
 

@@ -19,6 +19,7 @@
 #include "tools/pmlctl/pki.h"
 #include "tools/pmlctl/policy_cmd.h"
 #include "tools/pmlctl/verify_cmd.h"
+#include "tools/pmlctl/vm_cmd.h"
 
 namespace pml::pmlctl {
 namespace {
@@ -105,6 +106,7 @@ int main(int argc, char** argv) {
   AddPolicyCommands(app);
   AddTokenCommands(app);
   AddKmsCommands(app);
+  AddVmmCommands(app);
   AddDevCommands(app);
   CLI11_PARSE(app, argc, argv);
 
