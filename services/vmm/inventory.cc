@@ -622,7 +622,7 @@ absl::StatusOr<std::vector<ImageFileInfo>> ParseFiles(const Json& j) {
 
 // Fills `info` from metadata.json's text, checking everything that needs no other file. The
 // message names the failed field.
-absl::Status ParseMetadata(absl::string_view text, ImageInfo& info) {
+absl::Status ParseMetadataInto(absl::string_view text, ImageInfo& info) {
   if (!WithinDepth(text, kMaxJsonDepth)) {
     return absl::InvalidArgumentError(absl::StrCat("nests deeper than ", kMaxJsonDepth, " levels"));
   }
@@ -826,6 +826,14 @@ absl::StatusOr<uint64_t> DefaultHugepageSizeKib(absl::string_view proc_meminfo_p
 
 // ----- images -----
 
+absl::StatusOr<ImageInfo> ParseImageMetadata(absl::string_view text) {
+  if (text.size() > kMaxImageMetadataBytes)
+    return absl::InvalidArgumentError(absl::StrCat("larger than ", kMaxImageMetadataBytes, " bytes"));
+  ImageInfo info;
+  PML_RETURN_IF_ERROR(ParseMetadataInto(text, info));
+  return info;
+}
+
 bool IsValidImageName(absl::string_view name) {
   if (name.empty() || name.size() > 63 || name == "." || absl::StrContains(name, "..")) {
     return false;
@@ -939,7 +947,7 @@ ImageInfo ImageCatalog::Load(const std::string& name, std::set<std::string>* see
   }
   absl::Status parsed;
   try {  // our code throws nothing: nlohmann's accessors are guarded, this is a backstop
-    parsed = ParseMetadata(*text, info);
+    parsed = ParseMetadataInto(*text, info);
   } catch (const std::exception&) {
     parsed = absl::InvalidArgumentError("has an unexpected structure");
   }

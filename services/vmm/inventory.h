@@ -115,6 +115,11 @@ absl::StatusOr<uint64_t> DefaultHugepageSizeKib(
 inline constexpr size_t kMaxImageMetadataBytes = 1 << 20;
 inline constexpr size_t kMaxImageFiles = 64;
 
+// Parses metadata.json's text (structure, names, hex, sizes: everything that needs no other
+// file); the files' digests and os_image_hash are checked by ImageCatalog. kInvalidArgument
+// naming the field. Pure and thread-safe (the fuzz target's entry point).
+absl::StatusOr<ImageInfo> ParseImageMetadata(absl::string_view text);
+
 // True when `name` is usable as an image directory or image file name: 1..63 characters of
 // [A-Za-z0-9._-], not "." and containing no "..". Pure.
 bool IsValidImageName(absl::string_view name);
