@@ -267,6 +267,7 @@ absl::Status ValidatePlan(const DomainPlan& p) {
   PML_RETURN_IF_ERROR(CheckRequired("vm_id", p.vm_id));
   PML_RETURN_IF_ERROR(CheckText("owner", p.owner));
   PML_RETURN_IF_ERROR(CheckText("spec_hash", p.spec_hash));
+  PML_RETURN_IF_ERROR(CheckText("vmm_instance", p.vmm_instance));
 
   if (p.tee_mode != TeeMode::kTdx && p.tee_mode != TeeMode::kNone) {
     return Invalid("tee_mode", "must be tdx or none");
@@ -434,14 +435,15 @@ std::vector<std::string> QemuArgs(const DomainPlan& p) {
     absl::StrAppend(&netdev, ",hostfwd=", ProtocolName(f.protocol), ":", f.host_address, ":",
                     f.host_port, "-:", f.guest_port);
   }
-  // libvirt does not know this device, and QEMU creates command-line devices before the ones
-  // libvirt adds, so an unaddressed NIC would take a slot libvirt has already given to one of its
-  // pcie-root-ports (QEMU then refuses to start). Slot 0x1e of pcie.0 is the one q35 slot libvirt
-  // leaves alone unless a legacy PCI bus needs a dmi-to-pci-bridge (none here); 0x1f is the LPC
-  // and SATA function block. romfile= drops the PXE option ROM (direct kernel boot never uses it).
+  // libvirt does not know this device. QEMU 7.2 creates plain `-device a=b` devices before the
+  // JSON-form ones libvirt passes, so a plain unaddressed NIC would take a slot libvirt has
+  // already given to one of its pcie-root-ports (QEMU then refuses to start); in JSON form it is
+  // created after libvirt's devices and takes the first free slot. romfile "" drops the PXE
+  // option ROM (direct kernel boot never uses it).
   std::vector<std::string> args = {
       "-netdev", netdev, "-device",
-      absl::StrCat("virtio-net-pci,netdev=", kNetdevId, ",bus=pcie.0,addr=0x1e,romfile=")};
+      absl::StrCat(R"({"driver":"virtio-net-pci","netdev":")", kNetdevId,
+                   R"(","bus":"pcie.0","romfile":""})")};
   const uint64_t mmio = PciMmio64Bytes(p);
   if (mmio > 0) {
     // OVMF (the TDX firmware) sizes its 64-bit PCI aperture from this fw_cfg file rather than
@@ -535,6 +537,7 @@ absl::StatusOr<std::string> BuildDomainXml(const DomainPlan& plan) {
   TextChild(vm, "id", plan.vm_id, pml_ns);
   TextChild(vm, "owner", plan.owner, pml_ns);
   TextChild(vm, "spec-hash", plan.spec_hash, pml_ns);
+  if (!plan.vmm_instance.empty()) TextChild(vm, "vmm", plan.vmm_instance, pml_ns);
 
   const std::string memory = absl::StrCat(plan.memory_mib);
   Attr(TextChild(domain, "memory", memory), "unit", "MiB");
@@ -769,7 +772,7 @@ absl::StatusOr<DomainMetadata> ParseDomainMetadata(absl::string_view domain_xml)
   }
 
   DomainMetadata out;
-  bool have_id = false, have_owner = false, have_hash = false;
+  bool have_id = false, have_owner = false, have_hash = false, have_vmm = false;
   for (xmlNodePtr c = vm->children; c != nullptr; c = c->next) {
     if (c->type != XML_ELEMENT_NODE) {
       continue;
@@ -785,6 +788,9 @@ absl::StatusOr<DomainMetadata> ParseDomainMetadata(absl::string_view domain_xml)
     } else if (IsNamed(c, "spec-hash", pml_href.c_str())) {
       target = &out.spec_hash;
       seen = &have_hash;
+    } else if (IsNamed(c, "vmm", pml_href.c_str())) {
+      target = &out.vmm_instance;
+      seen = &have_vmm;
     } else {
       continue;  // a newer VMM may add fields
     }

@@ -64,6 +64,7 @@ struct DomainMetadata {
   std::string vm_id;
   std::string owner;
   std::string spec_hash;
+  std::string vmm_instance;  // the VMM (store) that made the domain; empty from older VMMs
   bool operator==(const DomainMetadata&) const = default;
 };
 

@@ -225,6 +225,7 @@ DomainPlan BasePlan() {
   p.vm_id = kVmId;
   p.owner = "spiffe://pml.dev/operator/alice";
   p.spec_hash = "5d41402abc4b2a76b9719d911017c592ae1b3f6e4f1d9c8a0b7e6d5c4b3a2918";
+  p.vmm_instance = "0b5e6f7a-1c2d-4e3f-8a9b-0c1d2e3f4a5b";
   p.tee_mode = TeeMode::kNone;
   p.vcpus = 4;
   p.memory_mib = 8192;
@@ -388,7 +389,7 @@ TEST(BuildDomainXmlTest, EscapesMarkupInValues) {
   EXPECT_EQ(XPath(file, "string(/domain/devices/filesystem/source/@dir)"), p.config_dir);
   EXPECT_EQ(XPath(file, "string(/domain/devices/serial/source/@path)"), p.console_log_path);
   PML_ASSERT_OK_AND_ASSIGN(DomainMetadata md, ParseDomainMetadata(xml));
-  EXPECT_EQ(md, (DomainMetadata{p.vm_id, p.owner, p.spec_hash}));
+  EXPECT_EQ(md, (DomainMetadata{p.vm_id, p.owner, p.spec_hash, p.vmm_instance}));
 }
 
 TEST(BuildDomainXmlTest, ForwardsTcpAndUdpPortsThroughUserNetworking) {
@@ -404,7 +405,7 @@ TEST(BuildDomainXmlTest, ForwardsTcpAndUdpPortsThroughUserNetworking) {
             "user,id=pmlnet0,hostfwd=tcp:127.0.0.1:10022-:22,hostfwd=udp:0.0.0.0:15353-:53,"
             "hostfwd=tcp:192.168.1.10:8443-:443");
   EXPECT_EQ(XPath(file, "string(//*[local-name()='commandline']/*[local-name()='arg'][4]/@value)"),
-            "virtio-net-pci,netdev=pmlnet0,bus=pcie.0,addr=0x1e,romfile=");
+            R"({"driver":"virtio-net-pci","netdev":"pmlnet0","bus":"pcie.0","romfile":""})");
 }
 
 TEST(BuildDomainXmlTest, AddsUserNetworkWithoutPorts) {
@@ -636,7 +637,7 @@ TEST(ParseDomainMetadataTest, RoundTripsBuildDomainXml) {
   const DomainPlan p = BasePlan();
   PML_ASSERT_OK_AND_ASSIGN(std::string xml, BuildDomainXml(p));
   PML_ASSERT_OK_AND_ASSIGN(DomainMetadata md, ParseDomainMetadata(xml));
-  EXPECT_EQ(md, (DomainMetadata{p.vm_id, p.owner, p.spec_hash}));
+  EXPECT_EQ(md, (DomainMetadata{p.vm_id, p.owner, p.spec_hash, p.vmm_instance}));
 }
 
 TEST(ParseDomainMetadataTest, MatchesByNamespaceNotPrefix) {

@@ -151,6 +151,10 @@ absl::StatusOr<std::unique_ptr<VmManager>> VmManager::Create(VmmOptions options,
   std::unique_ptr<VmManager> m(
       new VmManager(std::move(options), std::move(hypervisor), std::move(store), observer));
   PML_ASSIGN_OR_RETURN(m->caps_, m->hv_->Capabilities());
+  {
+    absl::MutexLock lock(&m->mu_);
+    PML_ASSIGN_OR_RETURN(m->instance_id_, m->store_->InstanceId());
+  }
   m->virt_type_ = m->options_.virt_type == "auto" ? (m->caps_.kvm_available ? "kvm" : "qemu")
                                                   : m->options_.virt_type;
   PML_RETURN_IF_ERROR(m->Reconcile());
@@ -184,7 +188,8 @@ absl::Status VmManager::Reconcile() {
     auto xml = hv_->XmlDesc(d.name);
     if (!xml.ok()) continue;  // vanished meanwhile
     auto meta = ParseDomainMetadata(*xml);
-    if (meta.ok()) ours[meta->vm_id] = d;
+    // Only this VMM's domains: another VMM (or test run) may share the libvirtd.
+    if (meta.ok() && meta->vmm_instance == instance_id_) ours[meta->vm_id] = d;
   }
   std::set<std::string> kept;
   for (VmRecord& vm : records) {
@@ -532,6 +537,7 @@ absl::StatusOr<std::string> VmManager::DefineDomain(const VmRecord& vm, const Im
     plan.qgs_socket_path = options_.qgs_socket;
   }
   plan.virt_type = virt_type_;
+  plan.vmm_instance = instance_id_;
   PML_ASSIGN_OR_RETURN(std::string xml, BuildDomainXml(plan));
   return hv_->Define(xml);
 }

@@ -199,6 +199,7 @@ class VmManager {
   ImageCatalog images_;
   VmmObserver* const observer_;
   std::string virt_type_;
+  std::string instance_id_;  // the store's; in every domain's metadata
   HostCapabilities caps_;
   ReconcileReport reconcile_;
 

@@ -405,7 +405,22 @@ TEST_F(VmManagerTest, RestartReconcilesWithLibvirt) {
   orphan.kernel_path = "/boot/vmlinuz";
   orphan.initrd_path = "/boot/initrd.img";
   orphan.virt_type = "qemu";
+  {
+    auto store = VmStore::Open(dir_ + "/vmm.db");
+    ASSERT_THAT(store, IsOk());
+    auto instance = (*store)->InstanceId();
+    ASSERT_THAT(instance, IsOk());
+    orphan.vmm_instance = *instance;
+  }
   auto xml = BuildDomainXml(orphan);
+  ASSERT_THAT(xml, IsOk());
+  ASSERT_THAT(keeper_->Define(*xml), IsOk());
+  // Another VMM's domain on the same libvirt: not ours to touch.
+  DomainPlan foreign = orphan;
+  foreign.domain_name = "pml-foreign";
+  foreign.domain_uuid = "7b2f4e1d-9b64-4e4c-8c9f-1b8f6d2e3f4b";
+  foreign.vmm_instance = "ffffffff-ffff-4fff-8fff-ffffffffffff";
+  xml = BuildDomainXml(foreign);
   ASSERT_THAT(xml, IsOk());
   ASSERT_THAT(keeper_->Define(*xml), IsOk());
   // And a stored VM caught mid-create.
@@ -430,7 +445,7 @@ TEST_F(VmManagerTest, RestartReconcilesWithLibvirt) {
   EXPECT_EQ(r.cleaned_up, 1);
   EXPECT_EQ(r.lost, 1);
   EXPECT_EQ(r.orphans_removed, 1);
-  EXPECT_THAT(OurDomains(), ElementsAre("pml-kept"));
+  EXPECT_THAT(OurDomains(), ::testing::UnorderedElementsAre("pml-kept", "pml-foreign"));
   EXPECT_EQ(manager_->GetVm(kept->id)->state, VmState::kRunning);
   auto lost_now = manager_->GetVm(lost->id);
   ASSERT_THAT(lost_now, IsOk());

@@ -139,6 +139,8 @@ struct DomainPlan {
   std::string qgs_socket_path;      // TDX quote generation service socket, kTdx only
   // libvirt domain type: "kvm" (production) or "qemu" (TCG, for CI hosts without KVM).
   std::string virt_type = "kvm";
+  std::string vmm_instance;         // id of the VMM's store, into <metadata>: reconciliation
+                                    // touches only domains with its own
 };
 
 // What the VMM stores about a VM.

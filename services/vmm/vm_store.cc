@@ -4,7 +4,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "lib/core/hex.h"
 #include "lib/core/status.h"
+#include "lib/crypto/hash.h"
 #include "services/vmm/vm_spec.h"
 
 namespace pml::vmm {
@@ -15,6 +17,10 @@ using store::SqlRow;
 using store::SqlValue;
 
 constexpr absl::string_view kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS vmm_meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS vms (
   id TEXT PRIMARY KEY,
   name TEXT NOT NULL UNIQUE,
@@ -84,6 +90,21 @@ absl::StatusOr<std::unique_ptr<VmStore>> VmStore::Open(absl::string_view url) {
   PML_RETURN_IF_ERROR(db->Exec(kSchema));
   PML_RETURN_IF_ERROR(tx.Commit());
   return std::unique_ptr<VmStore>(new VmStore(std::move(db)));
+}
+
+absl::StatusOr<std::string> VmStore::InstanceId() {
+  const std::vector<uint8_t> r = crypto::RandomBytes(16);
+  const std::string h = core::HexEncode(r);
+  const std::string fresh = absl::StrCat(h.substr(0, 8), "-", h.substr(8, 4), "-", h.substr(12, 4),
+                                         "-", h.substr(16, 4), "-", h.substr(20));
+  PML_RETURN_IF_ERROR(db_->Query("INSERT INTO vmm_meta (key, value) VALUES ('instance_id', ?) "
+                                 "ON CONFLICT (key) DO NOTHING",
+                                 {SqlValue(fresh)})
+                          .status());
+  PML_ASSIGN_OR_RETURN(auto rows,
+                       db_->Query("SELECT value FROM vmm_meta WHERE key = 'instance_id'"));
+  if (rows.size() != 1) return absl::DataLossError("vmm_meta has no instance_id");
+  return S(rows[0][0]);
 }
 
 absl::StatusOr<std::vector<VmRecord>> VmStore::LoadAll() {

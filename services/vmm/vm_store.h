@@ -41,6 +41,11 @@ class VmStore {
   // its schema.
   static absl::StatusOr<std::unique_ptr<VmStore>> Open(absl::string_view url);
 
+  // This store's identity (a UUID made on first use and kept): stamped into every domain the VMM
+  // defines, so that reconciliation touches only its own domains when several VMMs (or test runs)
+  // share one libvirtd.
+  absl::StatusOr<std::string> InstanceId();
+
   // Every VM, ordered by create_seq. kDataLoss when a row does not parse.
   absl::StatusOr<std::vector<VmRecord>> LoadAll();
   absl::StatusOr<Claims> LoadClaims();

@@ -7,6 +7,7 @@ Run as root with Debian's /usr/bin/python3; the test starts libvirtd itself when
 (tests/integration/libvirtd.py) and stops what it started.
 """
 import json
+import re
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
@@ -85,6 +87,13 @@ class VmmRealBootTest(unittest.TestCase):
              self.vmm.addr, "--pki-dir", self.stack.pki],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
+            # The watch is subscribed once the server has started its WatchVms call.
+            def watch_started():
+                body = urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.vmm.metrics_port}/metrics", timeout=10).read().decode()
+                return re.search(r'grpc_server_started_total\{[^}]*grpc_method="WatchVms"[^}]*\} [1-9]',
+                                 body)
+            harness.wait_for(watch_started, 30, "pmlctl vm watch to subscribe")
             t0 = time.monotonic()
             out = self.create(name, port, "--start", "--request-id", f"{name}-r1")
             vm = json.loads(out.stdout)["vm"]
@@ -128,6 +137,13 @@ class VmmRealBootTest(unittest.TestCase):
                 if test_guest.BANNER.encode() not in banner:
                     time.sleep(0.5)
             self.assertIn(test_guest.BANNER.encode(), banner)
+
+            # Metrics: VMs by state, GPUs by state, operation latencies.
+            body = urllib.request.urlopen(
+                f"http://127.0.0.1:{self.vmm.metrics_port}/metrics", timeout=10).read().decode()
+            self.assertIn('pml_vmm_vms{state="running"} 1', body)
+            self.assertIn('pml_vmm_gpus{state="free"}', body)
+            self.assertRegex(body, r'pml_vmm_operation_duration_seconds_count\{operation="create"\} [1-9]')
 
             # Non-follow logs return the kept output and end.
             out = self.ctl("vm", "logs", vm_id)
