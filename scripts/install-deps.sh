@@ -20,6 +20,8 @@ PACKAGES=(
   # (libvirt-clients + xmllint), and the test guest / guest image (a Debian kernel, busybox)
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils
   libxml2-utils linux-image-amd64 busybox-static
+  # the guest image (deploy/image): strip, dropbear for the development variant, terminfo
+  binutils dropbear-bin ncurses-base
 )
 
 # Node.js and npm: use the machine's if it has them (the Debian packages conflict with other

@@ -1,5 +1,9 @@
 #include "services/kms/kms_service.h"
 
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/registry.h>
+
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -198,12 +202,38 @@ grpc::ServerUnaryReactor* KmsAdminService::GetKmsInfo(grpc::CallbackServerContex
 
 // ---- KeyRelease ----
 
+KeyReleaseService::KeyReleaseService(const rpc::ServiceEnv& env, KeyReleaseCore& core,
+                                     prometheus::Registry* registry)
+    : env_(env), core_(core) {
+  if (registry == nullptr) return;
+  releases_ = &prometheus::BuildCounter()
+                   .Name("pml_kms_key_releases_total")
+                   .Help("Key-release requests by operation (get_app_keys, sign_cert) and result: "
+                         "released, refused (attestation or policy said no; audited), error.")
+                   .Register(*registry);
+  for (const char* op : {"get_app_keys", "sign_cert"})
+    for (const char* r : {"released", "refused", "error"})
+      releases_->Add({{"operation", op}, {"result", r}});
+}
+
+KeyReleaseService::~KeyReleaseService() = default;
+
+void KeyReleaseService::Count(const char* operation, const absl::Status& status) {
+  if (releases_ == nullptr) return;
+  const char* result = status.ok()                       ? "released"
+                       : absl::IsFailedPrecondition(status) ? "refused"
+                                                            : "error";
+  releases_->Add({{"operation", operation}, {"result", result}}).Increment();
+}
+
 grpc::ServerUnaryReactor* KeyReleaseService::GetAppKeys(grpc::CallbackServerContext* ctx,
                                                         const v1::GetAppKeysRequest* req,
                                                         v1::GetAppKeysResponse* resp) {
   return rpc::RunUnary(ctx, "/pml.kms.v1.KeyRelease/GetAppKeys", env_,
                        [=, this](const auto&) -> absl::Status {
-                         PML_ASSIGN_OR_RETURN(*resp, core_.GetAppKeys(*req));
+                         auto r = core_.GetAppKeys(*req);
+                         Count("get_app_keys", r.status());
+                         PML_ASSIGN_OR_RETURN(*resp, std::move(r));
                          return absl::OkStatus();
                        });
 }
@@ -213,7 +243,9 @@ grpc::ServerUnaryReactor* KeyReleaseService::SignCert(grpc::CallbackServerContex
                                                       v1::SignCertResponse* resp) {
   return rpc::RunUnary(ctx, "/pml.kms.v1.KeyRelease/SignCert", env_,
                        [=, this](const auto&) -> absl::Status {
-                         PML_ASSIGN_OR_RETURN(*resp, core_.SignCert(*req));
+                         auto r = core_.SignCert(*req);
+                         Count("sign_cert", r.status());
+                         PML_ASSIGN_OR_RETURN(*resp, std::move(r));
                          return absl::OkStatus();
                        });
 }

@@ -17,6 +17,13 @@
 #include "services/kms/kms_store.h"
 #include "services/kms/root_keys.h"
 
+namespace prometheus {
+class Registry;
+class Counter;
+template <typename T>
+class Family;
+}  // namespace prometheus
+
 namespace pml::kms {
 
 // Who may call what (deny by default). Every method of every service below has an entry;
@@ -75,7 +82,12 @@ class KmsAdminService final : public pml::kms::v1::KmsAdmin::CallbackService {
 
 class KeyReleaseService final : public pml::kms::v1::KeyRelease::CallbackService {
  public:
-  KeyReleaseService(const rpc::ServiceEnv& env, KeyReleaseCore& core) : env_(env), core_(core) {}
+  // With `registry`, counts releases and refusals: pml_kms_key_releases_total{operation=
+  // "get_app_keys"|"sign_cert", result="released"|"refused"|"error"} (refused = the attestation or
+  // policy said no, FAILED_PRECONDITION; error = anything else that failed).
+  KeyReleaseService(const rpc::ServiceEnv& env, KeyReleaseCore& core,
+                    prometheus::Registry* registry = nullptr);
+  ~KeyReleaseService() override;
   grpc::ServerUnaryReactor* GetAppKeys(grpc::CallbackServerContext* ctx,
                                        const v1::GetAppKeysRequest* req,
                                        v1::GetAppKeysResponse* resp) override;
@@ -93,8 +105,11 @@ class KeyReleaseService final : public pml::kms::v1::KeyRelease::CallbackService
                                         v1::JoinClusterResponse* resp) override;
 
  private:
+  void Count(const char* operation, const absl::Status& status);
+
   rpc::ServiceEnv env_;
   KeyReleaseCore& core_;
+  prometheus::Family<prometheus::Counter>* releases_ = nullptr;
 };
 
 }  // namespace pml::kms

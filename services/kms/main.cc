@@ -231,7 +231,7 @@ int main(int argc, char** argv) {
                                                        *k->verifier);
         set.registered.push_back({admin.get(), v1::KmsAdmin::service_full_name()});
         set.owned.push_back(admin);
-        auto release = std::make_shared<KeyReleaseService>(env, *k->core);
+        auto release = std::make_shared<KeyReleaseService>(env, *k->core, &metrics.registry());
         pml::rpc::ServerConfig gc = flags.server;
         gc.component = "kms-guest";
         gc.listen = f.guest_listen;

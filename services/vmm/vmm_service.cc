@@ -469,7 +469,14 @@ grpc::ServerUnaryReactor* VmmService::ListVms(grpc::CallbackServerContext* ctx,
     }
     q.name_filter = req->name_filter();
     PML_ASSIGN_OR_RETURN(ListResult r, manager_.ListVms(q));
-    for (const auto& vm : r.vms) VmToProto(vm, resp->add_vms());
+    for (const auto& vm : r.vms) {
+      v1::Vm* out = resp->add_vms();
+      VmToProto(vm, out);
+      // The list view leaves out the two large spec fields (up to 1 MiB and 64 KiB each), so a
+      // page of 1000 VMs stays far below gRPC's message limit; GetVm returns them.
+      out->mutable_spec()->clear_app_compose();
+      out->mutable_spec()->clear_encrypted_env();
+    }
     resp->set_next_page_token(r.next_page_token);
     resp->set_total_size(r.total_size);
     return absl::OkStatus();

@@ -23,6 +23,7 @@ import importlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.request
 
 import grpc
 from cryptography import x509
@@ -409,6 +411,18 @@ class KmsTest(unittest.TestCase):
             self.assertTrue(e.reason, e)
         self.assertTrue(any(e.app_id == bytes.fromhex(app_u) and "unknown app" in e.reason
                             for e in refusals))
+
+    def test_2b_releases_and_refusals_are_counted(self):
+        # Runs after tests 1 and 2, which released keys and were refused.
+        body = urllib.request.urlopen(
+            f"http://127.0.0.1:{self.kms.svc.metrics_port}/metrics", timeout=10).read().decode()
+        def value(result):
+            m = re.search(r'pml_kms_key_releases_total\{operation="get_app_keys",result="%s"\} (\d+)'
+                          % result, body)
+            self.assertIsNotNone(m, body[-2000:])
+            return int(m.group(1))
+        self.assertGreaterEqual(value("released"), 2)
+        self.assertGreaterEqual(value("refused"), 3)
 
     def test_3_sign_cert_issues_an_ra_tls_certificate(self):
         agent = self.agents["a"]

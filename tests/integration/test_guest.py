@@ -6,8 +6,9 @@
 The directory holds
   vmlinuz            the newest /boot/vmlinuz-* (version order), copied
   initramfs.cpio.gz  busybox (busybox-static) + a few kernel modules of that kernel + /init,
-                     written by the newc writer below: entries sorted, mtime 0, uid/gid 0,
-                     gzip without name or timestamp -> byte-identical on every build
+                     written by deploy/image/pml_image.py's newc writer: entries sorted,
+                     mtime 0, uid/gid 0, gzip without name or timestamp -> byte-identical on
+                     every build
   metadata.json      {"version", "variant", "kernel", "initrd", "cmdline", "files", "os_image_hash"}
 
 The guest's /init (busybox sh, PID 1):
@@ -22,20 +23,28 @@ The guest's /init (busybox sh, PID 1):
     then HEARTBEAT_PREFIX + N once a second (N = 1, 2, ...).
 All output goes to /dev/console, i.e. ttyS0 with the cmdline's console=ttyS0.
 
+The reproducible parts (cpio writer, gzip -n, module dependencies, metadata.json, the ACPI
+power-button set-up) live in deploy/image/pml_image.py, shared with the real guest image's builder
+(deploy/image/build_image.py); they are re-exported here under their old names.
+
 Run with Debian's /usr/bin/python3 (stdlib only). Needs linux-image-amd64 (a kernel in /boot and
 its modules in /lib/modules) and busybox-static.
 """
-import glob
-import gzip
 import hashlib
-import io
 import json
 import os
-import re
 import shutil
-import stat
+import sys
 import tempfile
 import time
+
+_IMAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy", "image")
+sys.path.insert(0, os.path.normpath(_IMAGE_DIR))
+import pml_image  # noqa: E402
+from pml_image import (Cpio, compute_os_image_hash, gzip_reproducible,  # noqa: E402,F401
+                       image_intact, read_metadata)
+
+_sha256_file = pml_image.sha256_file
 
 __test__ = False  # a helper module despite its name: keep pytest from collecting it
 
@@ -47,8 +56,8 @@ GUEST_PORT = 22
 DEFAULT_CMDLINE = "console=ttyS0 panic=-1 quiet"
 VARIANTS = ("production", "development")
 IMAGE_VERSION = "test-1"
-KERNEL_NAME = "vmlinuz"
-INITRD_NAME = "initramfs.cpio.gz"
+KERNEL_NAME = pml_image.KERNEL_NAME
+INITRD_NAME = pml_image.INITRD_NAME
 BUSYBOX = "/bin/busybox"
 BUILDER_VERSION = "1"  # bump when the image layout changes without INIT changing
 
@@ -90,120 +99,19 @@ ACPI_POWER = ("#!/bin/sh\necho 'pml-test-guest: power button, powering off' > /d
 BANNER_SCRIPT = "#!/bin/sh\necho '%s'\n" % BANNER
 
 
-# ---------------------------------------------------------------------------------------------
-# cpio "newc" writer (what the kernel's initramfs unpacker reads), reproducible by construction.
-
-class Cpio:
-    def __init__(self):
-        self.entries = {}  # path (no leading /) -> (mode, data, rdev)
-
-    def _parents(self, path):
-        parts = path.split("/")[:-1]
-        for i in range(1, len(parts) + 1):
-            d = "/".join(parts[:i])
-            self.entries.setdefault(d, (stat.S_IFDIR | 0o755, b"", (0, 0)))
-
-    def dir(self, path, perm=0o755):
-        path = path.strip("/")
-        self._parents(path)
-        self.entries[path] = (stat.S_IFDIR | perm, b"", (0, 0))
-
-    def file(self, path, data, perm=0o644):
-        path = path.strip("/")
-        self._parents(path)
-        self.entries[path] = (stat.S_IFREG | perm, bytes(data), (0, 0))
-
-    def symlink(self, path, target):
-        path = path.strip("/")
-        self._parents(path)
-        self.entries[path] = (stat.S_IFLNK | 0o777, target.encode(), (0, 0))
-
-    def chardev(self, path, major, minor, perm=0o600):
-        path = path.strip("/")
-        self._parents(path)
-        self.entries[path] = (stat.S_IFCHR | perm, b"", (major, minor))
-
-    def bytes(self):
-        out = io.BytesIO()
-
-        def entry(ino, name, mode, data, rdev, nlink):
-            nb = name.encode() + b"\0"
-            hdr = "070701" + "".join("%08X" % v for v in (
-                ino, mode, 0, 0, nlink, 0, len(data), 0, 0, rdev[0], rdev[1], len(nb), 0))
-            out.write(hdr.encode() + nb)
-            out.write(b"\0" * (-(110 + len(nb)) % 4))
-            out.write(data)
-            out.write(b"\0" * (-len(data) % 4))
-
-        for ino, name in enumerate(sorted(self.entries), start=1):
-            mode, data, rdev = self.entries[name]
-            entry(ino, name, mode, data, rdev, 2 if stat.S_ISDIR(mode) else 1)
-        entry(0, "TRAILER!!!", 0, b"", (0, 0), 1)
-        return out.getvalue()
-
-
-def gzip_reproducible(data):
-    """gzip -n -9 equivalent: no file name, mtime 0 (Python's zlib, so stable for a given host)."""
-    buf = io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, compresslevel=9, mtime=0) as g:
-        g.write(data)
-    return buf.getvalue()
-
-
-# ---------------------------------------------------------------------------------------------
-
 def _version_key(s):
-    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", s)]
+    return pml_image.version_key(s)
 
 
 def newest_kernel():
     """(path, version) of the newest /boot/vmlinuz-* by version order."""
-    kernels = [k for k in glob.glob("/boot/vmlinuz-*") if os.path.isfile(k)]
-    if not kernels:
-        raise RuntimeError("no /boot/vmlinuz-* (apt-get install linux-image-amd64)")
-    k = max(kernels, key=lambda p: _version_key(os.path.basename(p)))
-    return k, os.path.basename(k)[len("vmlinuz-"):]
-
-
-def _sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return pml_image.newest_kernel()
 
 
 def _module_order(kver):
-    """Module paths (relative to /lib/modules/<kver>/kernel/... as listed in modules.dep) in load
-    order, dependencies first. Raises if the kernel's modules are missing."""
-    moddir = f"/lib/modules/{kver}"
-    deps = {}
-    with open(os.path.join(moddir, "modules.dep")) as f:
-        for line in f:
-            if ":" in line:
-                m, rest = line.split(":", 1)
-                deps[m.strip()] = rest.split()
-    order = []
-
-    def visit(m, seen=()):
-        if m in order:
-            return
-        if m not in deps:
-            raise RuntimeError(f"module {m} not in {moddir}/modules.dep")
-        for d in deps[m]:
-            if d not in seen:
-                visit(d, seen + (m,))
-        order.append(m)
-
-    for m in MODULES:
-        visit("kernel/" + m)
-    return moddir, order
-
-
-def compute_os_image_hash(files):
-    """files: {name: sha256 hex}. SHA-256 of what `sha256sum` prints for them sorted by name."""
-    text = "".join(f"{files[n]}  {n}\n" for n in sorted(files))
-    return hashlib.sha256(text.encode()).hexdigest()
+    """Module paths (modules.dep keys, kernel/...) in load order, dependencies first. Raises if
+    the kernel's modules are missing."""
+    return pml_image.module_load_order(kver, MODULES)
 
 
 def build_initramfs(variant, kver, busybox=BUSYBOX):
@@ -219,10 +127,7 @@ def build_initramfs(variant, kver, busybox=BUSYBOX):
         c.symlink(f"bin/{a}", "busybox")
     c.file("init", INIT.encode(), 0o755)
     c.file("bin/pml-banner", BANNER_SCRIPT.encode(), 0o755)
-    c.file("etc/acpi/power", ACPI_POWER.encode(), 0o755)
-    # busybox acpid: built-in map turns KEY_POWER into "PWRF 00000080"; the action file maps the
-    # event name to a handler path relative to -c DIR.
-    c.file("etc/acpid.conf", b"PWRF power\n")
+    pml_image.acpi_power_files(c, ACPI_POWER)
     c.file("etc/pml-variant", (variant + "\n").encode())
     names = []
     for m in order:
@@ -240,10 +145,7 @@ def _write_image(out_dir, variant, kernel, kver, busybox, cmdline):
     os.chmod(os.path.join(out_dir, KERNEL_NAME), 0o644)
     with open(os.path.join(out_dir, INITRD_NAME), "wb") as f:
         f.write(build_initramfs(variant, kver, busybox))
-    files = {}
-    for n in (KERNEL_NAME, INITRD_NAME):
-        p = os.path.join(out_dir, n)
-        files[n] = {"sha256": _sha256_file(p), "size": os.path.getsize(p)}
+    files = {n: pml_image.file_entry(os.path.join(out_dir, n)) for n in (KERNEL_NAME, INITRD_NAME)}
     meta = {
         "version": IMAGE_VERSION,
         "variant": variant,
@@ -253,30 +155,14 @@ def _write_image(out_dir, variant, kernel, kver, busybox, cmdline):
         "files": files,
         "os_image_hash": compute_os_image_hash({n: v["sha256"] for n, v in files.items()}),
     }
-    with open(os.path.join(out_dir, "metadata.json"), "w") as f:
-        json.dump(meta, f, indent=2, sort_keys=False)
-        f.write("\n")
+    pml_image.write_metadata(out_dir, meta)
     return out_dir
 
 
-def read_metadata(image_dir):
-    with open(os.path.join(image_dir, "metadata.json")) as f:
-        return json.load(f)
-
-
-def image_intact(image_dir):
-    """metadata.json parses, and every listed file exists with the listed size and sha256, and
-    os_image_hash matches."""
-    try:
-        meta = read_metadata(image_dir)
-        for n, v in meta["files"].items():
-            p = os.path.join(image_dir, n)
-            if os.path.getsize(p) != v["size"] or _sha256_file(p) != v["sha256"]:
-                return False
-        return meta["os_image_hash"] == compute_os_image_hash(
-            {n: v["sha256"] for n, v in meta["files"].items()})
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
+def _builder_source():
+    """pml_image.py's source: part of the cache key, so a change to the shared writer rebuilds."""
+    with open(pml_image.__file__, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def default_cache_dir():
@@ -289,7 +175,7 @@ def cache_key(variant, kernel=None, busybox=BUSYBOX, cmdline=DEFAULT_CMDLINE):
     h = hashlib.sha256()
     for part in (BUILDER_VERSION, variant, cmdline, os.path.realpath(kernel),
                  str(os.stat(kernel).st_mtime_ns), _sha256_file(busybox), INIT, ACPI_POWER,
-                 BANNER_SCRIPT, " ".join(MODULES), " ".join(APPLETS)):
+                 BANNER_SCRIPT, " ".join(MODULES), " ".join(APPLETS), _builder_source()):
         h.update(part.encode() + b"\0")
     return h.hexdigest()[:24]
 
