@@ -35,9 +35,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <filesystem>
 #include <functional>
-#include <latch>
 #include <memory>
 #include <optional>
 #include <string>
@@ -57,7 +55,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/mutex.h"
+#include "bench/bench_util.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "lib/core/file.h"
 #include "lib/core/hex.h"
 #include "lib/core/status.h"
@@ -67,7 +66,6 @@
 #include "lib/rpc/server.h"
 #include "lib/rpc/unary.h"
 #include "lib/tee/simulator.h"
-#include "grpc/health/v1/health.grpc.pb.h"
 #include "pml/guest/v1/guest.grpc.pb.h"
 #include "services/guest-agent/agent_core.h"
 #include "services/guest-agent/app_keys.h"
@@ -80,47 +78,23 @@
 namespace pml::bench {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using Json = nlohmann::json;
 
+constexpr char kProgram[] = "pml-bench-guest-agent";
 constexpr double kOverheadTarget = 0.10;  // (path p50 - provider p50) / provider p50
 constexpr double kP99TargetUs = 2000;     // 2 ms
 constexpr auto kClientDeadline = std::chrono::seconds(10);
-
-double ProcessCpuSeconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
 
 // One GetQuote by one client; a failure or a wrong answer is an error.
 using Call = std::function<absl::Status()>;
 // Makes one client (its own connection or stub) per measuring thread.
 using CallFactory = std::function<absl::StatusOr<Call>()>;
 
-struct Result {
+struct Result : LoadResult {
   int threads = 0;
-  std::vector<double> latency_us;  // sorted
-  double wall_seconds = 0;
-  double cpu_seconds = 0;  // the whole process: clients, server threads, TEE
 
-  uint64_t requests() const { return latency_us.size(); }
-  // Nearest-rank percentile, q in (0, 1].
-  double Percentile(double q) const {
-    if (latency_us.empty())
-      return 0;
-    size_t rank = static_cast<size_t>(q * static_cast<double>(latency_us.size()) + 0.999999);
-    rank = std::clamp<size_t>(rank, 1, latency_us.size());
-    return latency_us[rank - 1];
-  }
-  double p50() const { return Percentile(0.50); }
-  double p99() const { return Percentile(0.99); }
-  double PerSecond() const {
-    return wall_seconds > 0 ? static_cast<double>(requests()) / wall_seconds : 0;
-  }
-  double CpuUsPerRequest() const {
-    return requests() > 0 ? cpu_seconds * 1e6 / static_cast<double>(requests()) : 0;
-  }
+  double p50() const { return Percentile(latency_us, 0.50); }
+  double p99() const { return Percentile(latency_us, 0.99); }
 };
 
 // Runs `threads` clients from `factory`, each calling back to back for `seconds` of wall time
@@ -133,54 +107,11 @@ absl::StatusOr<Result> Measure(int threads, double seconds, const CallFactory& f
       PML_RETURN_IF_ERROR(call());  // warm-up: connections, caches, allocator
     calls.push_back(std::move(call));
   }
-  absl::Mutex mu;
-  absl::Status first_error;  // guarded by mu
-  std::atomic<bool> failed{false};
-  std::vector<std::vector<double>> per_thread(threads);
-  std::latch ready(threads + 1);
-  Clock::time_point deadline;  // written before `ready` opens, read after
-  std::vector<std::thread> workers;
-  for (int t = 0; t < threads; ++t) {
-    workers.emplace_back([&, t] {
-      std::vector<double>& out = per_thread[t];
-      out.reserve(1 << 16);
-      ready.arrive_and_wait();
-      for (;;) {
-        const Clock::time_point t0 = Clock::now();
-        absl::Status s = calls[t]();
-        const Clock::time_point t1 = Clock::now();
-        if (!s.ok()) {
-          absl::MutexLock lock(&mu);
-          if (first_error.ok())
-            first_error = std::move(s);
-          failed = true;
-          return;
-        }
-        out.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
-        if (t1 >= deadline || failed.load(std::memory_order_relaxed))
-          return;
-      }
-    });
-  }
-  const double cpu0 = ProcessCpuSeconds();
-  const Clock::time_point start = Clock::now();
-  deadline = start + std::chrono::duration_cast<Clock::duration>(
-                         std::chrono::duration<double>(seconds));
-  ready.arrive_and_wait();
-  for (auto& w : workers)
-    w.join();
   Result r;
   r.threads = threads;
-  r.wall_seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  r.cpu_seconds = ProcessCpuSeconds() - cpu0;
-  {
-    absl::MutexLock lock(&mu);
-    if (!first_error.ok())
-      return first_error;
-  }
-  for (auto& v : per_thread)
-    r.latency_us.insert(r.latency_us.end(), v.begin(), v.end());
-  std::sort(r.latency_us.begin(), r.latency_us.end());
+  LoadOptions options;
+  options.reserve_per_thread = 1 << 16;
+  PML_RETURN_IF_ERROR(RunClosedLoop(calls, seconds, options, &r));
   return r;
 }
 
@@ -372,30 +303,6 @@ class UnixHttpClient {
 };
 
 // ---- The agent, wired as main.cc wires it ----------------------------------------------------
-
-// A temp directory removed on destruction.
-class TempDir {
- public:
-  static absl::StatusOr<TempDir> Make() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "pml-bench-ga-XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr)
-      return absl::InternalError(absl::StrCat("mkdtemp: ", strerror(errno)));
-    return TempDir(std::move(tmpl));
-  }
-  TempDir(TempDir&& o) noexcept : path_(std::exchange(o.path_, "")) {}
-  TempDir& operator=(TempDir&&) = delete;
-  ~TempDir() {
-    if (!path_.empty()) {
-      std::error_code ec;
-      std::filesystem::remove_all(path_, ec);  // best effort
-    }
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  explicit TempDir(std::string path) : path_(std::move(path)) {}
-  std::string path_;
-};
 
 struct Agent {
   std::unique_ptr<tee::TdxSimulator> tee;
@@ -713,11 +620,6 @@ absl::StatusOr<Expected> Probe(Agent& agent, const std::string& http_body,
 
 const char* Verdict(bool pass) { return pass ? "PASS" : "FAIL"; }
 
-int Fail(const absl::Status& s) {
-  std::fprintf(stderr, "pml-bench-guest-agent: error: %s\n", std::string(s.message()).c_str());
-  return 2;
-}
-
 struct Options {
   double seconds = 2.0;
   std::vector<int> threads = {1, 4};
@@ -728,12 +630,12 @@ int Run(Options o) {
   std::sort(o.threads.begin(), o.threads.end());
   o.threads.erase(std::unique(o.threads.begin(), o.threads.end()), o.threads.end());
 
-  auto dir = TempDir::Make();
+  auto dir = TempDir::Make("", "pml-bench-ga");
   if (!dir.ok())
-    return Fail(dir.status());
+    return Fail(kProgram, dir.status());
   auto agent = StartAgent(dir->path());
   if (!agent.ok())
-    return Fail(agent.status());
+    return Fail(kProgram, agent.status());
   Agent& a = **agent;
   HttpCounters http_counters;
   std::shared_ptr<grpc::Channel> channel =
@@ -744,7 +646,7 @@ int Run(Options o) {
       Json{{"report_data", core::HexEncode(BenchReportData())}}.dump();
   auto probed = Probe(a, http_body, channel, http_counters);
   if (!probed.ok())
-    return Fail(probed.status());
+    return Fail(kProgram, probed.status());
   const Expected e = *std::move(probed);
   const size_t event_log_bytes = [&] {
     auto q = a.core->GetQuote(e.report_data);
@@ -759,7 +661,7 @@ int Run(Options o) {
   const std::string echo_socket = dir->path() + "/echo.sock";
   auto echo = EchoServer::Start(echo_socket, e.http_body);
   if (!echo.ok())
-    return Fail(echo.status());
+    return Fail(kProgram, echo.status());
   HttpCounters floor_counters;
   std::vector<Path> paths = {
       {"provider direct (TdxSimulator)", ProviderCalls(*a.tee, e), {}},
@@ -779,9 +681,9 @@ int Run(Options o) {
     for (Path& p : paths) {
       auto r = Measure(threads, o.seconds, p.factory);
       if (!r.ok())
-        return Fail(absl::Status(r.status().code(),
-                                 absl::StrCat(p.name, ", ", threads, " threads: ",
-                                              r.status().message())));
+        return Fail(kProgram, absl::Status(r.status().code(),
+                                           absl::StrCat(p.name, ", ", threads,
+                                                        " threads: ", r.status().message())));
       p.results.push_back(*std::move(r));
     }
   }
@@ -875,15 +777,6 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->capture_default_str()
       ->check(CLI::Range(1, 256));
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& err) {
-    return app.exit(err) == 0 ? 0 : 2;
-  }
-  try {
-    return pml::bench::Run(o);
-  } catch (const std::exception& ex) {  // bad_alloc, std::system_error from std::thread
-    std::fprintf(stderr, "pml-bench-guest-agent: error: %s\n", ex.what());
-    return 2;
-  }
+  return pml::bench::ParseAndRun(app, argc, argv, pml::bench::kProgram,
+                                 [&o] { return pml::bench::Run(o); });
 }

@@ -41,13 +41,10 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <functional>
-#include <latch>
 #include <map>
 #include <memory>
-#include <numeric>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -64,8 +61,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "bench/bench_util.h"
 #include "lib/core/clock.h"
 #include "lib/core/file.h"
 #include "lib/core/hex.h"
@@ -105,9 +102,9 @@ namespace pml::bench {
 namespace {
 
 namespace av1 = attestation::v1;
-using Clock = std::chrono::steady_clock;
 using Json = nlohmann::json;
 
+constexpr char kProgram[] = "pml-bench-kms";
 constexpr double kOverheadTarget = 0.20;  // KMS own cost / verification cost
 constexpr double kP99TargetMs = 50;       // p99 at 64 concurrent CVMs, real verifier
 constexpr int kP99TargetClients = 64;
@@ -120,64 +117,6 @@ constexpr char kVerifierPolicyId[] = "bench-app";
 constexpr char kComposeText[] =
     R"({"manifest_version":2,"name":"kms-bench","runner":"bash","bash_script":"true",)"
     R"("key_provider":"kms"})";
-
-double ThreadCpuSeconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
-
-double ProcessCpuSeconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
-
-double SecondsSince(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-// Nearest-rank percentile of sorted values, q in (0, 1].
-double Percentile(const std::vector<double>& sorted, double q) {
-  if (sorted.empty())
-    return 0;
-  size_t rank = static_cast<size_t>(q * static_cast<double>(sorted.size()) + 0.999999);
-  rank = std::clamp<size_t>(rank, 1, sorted.size());
-  return sorted[rank - 1];
-}
-
-double Mean(const std::vector<double>& v) {
-  return v.empty() ? 0 : std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
-}
-
-// A temp directory removed on destruction.
-class TempDir {
- public:
-  static absl::StatusOr<TempDir> Make(const std::string& parent) {
-    std::error_code ec;
-    const std::filesystem::path base =
-        parent.empty() ? std::filesystem::temp_directory_path(ec) : std::filesystem::path(parent);
-    if (ec)
-      return absl::InternalError(absl::StrCat("temp directory: ", ec.message()));
-    std::string tmpl = (base / "pml-bench-kms-XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr)
-      return absl::InternalError(absl::StrCat("mkdtemp ", tmpl, ": ", strerror(errno)));
-    return TempDir(std::move(tmpl));
-  }
-  TempDir(TempDir&& o) noexcept : path_(std::exchange(o.path_, "")) {}
-  TempDir& operator=(TempDir&&) = delete;
-  ~TempDir() {
-    if (!path_.empty()) {
-      std::error_code ec;
-      std::filesystem::remove_all(path_, ec);  // best effort
-    }
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  explicit TempDir(std::string path) : path_(std::move(path)) {}
-  std::string path_;
-};
 
 // ---- The verifier: pml-verifier's core, in-process --------------------------------------------
 
@@ -503,21 +442,12 @@ using Call = std::function<absl::Status()>;
 // Makes one client (a simulated CVM with its own connection) per measuring thread.
 using CallFactory = std::function<Call(int thread, int threads)>;
 
-struct Result {
+struct Result : LoadResult {
   int clients = 0;
-  std::vector<double> latency_us;  // sorted
-  double wall_seconds = 0;
-  double cpu_seconds = 0;  // the whole process: clients, gRPC, KMS, verifier
-  int connections = -1;    // established to the KMS after warm-up; -1: not counted
+  int connections = -1;  // established to the KMS after warm-up; -1: not counted
 
   double p50_ms() const { return Percentile(latency_us, 0.50) / 1000; }
   double p99_ms() const { return Percentile(latency_us, 0.99) / 1000; }
-  double PerSecond() const {
-    return wall_seconds > 0 ? static_cast<double>(latency_us.size()) / wall_seconds : 0;
-  }
-  double CpuUsPerRequest() const {
-    return latency_us.empty() ? 0 : cpu_seconds * 1e6 / static_cast<double>(latency_us.size());
-  }
 };
 
 // Runs `clients` threads from `factory`, each calling back to back for `seconds` of wall time
@@ -528,72 +458,15 @@ absl::StatusOr<Result> Measure(int clients, double seconds, const CallFactory& f
   std::vector<Call> calls;
   for (int t = 0; t < clients; ++t)
     calls.push_back(factory(t, clients));
-  absl::Mutex mu;
-  absl::Status first_error;  // guarded by mu
-  std::atomic<bool> failed{false};
-  std::vector<std::vector<double>> per_thread(clients);
-  std::latch warmed(clients + 1);
-  std::latch go(clients + 1);
-  Clock::time_point deadline;  // written before `go` opens, read after
-  std::vector<std::thread> workers;
-  auto fail = [&](absl::Status s) {
-    absl::MutexLock lock(&mu);
-    if (first_error.ok())
-      first_error = std::move(s);
-    failed = true;
-  };
-  for (int t = 0; t < clients; ++t) {
-    workers.emplace_back([&, t] {
-      std::vector<double>& out = per_thread[t];
-      out.reserve(1 << 14);
-      bool ok = true;
-      for (int i = 0; i < 3 && ok; ++i) {  // warm-up, all clients at once
-        absl::Status s = calls[t]();
-        if (!s.ok()) {
-          fail(std::move(s));
-          ok = false;
-        }
-      }
-      warmed.arrive_and_wait();
-      go.arrive_and_wait();
-      if (!ok || failed.load())
-        return;
-      for (;;) {
-        const Clock::time_point t0 = Clock::now();
-        absl::Status s = calls[t]();
-        const Clock::time_point t1 = Clock::now();
-        if (!s.ok()) {
-          fail(std::move(s));
-          return;
-        }
-        out.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
-        if (t1 >= deadline || failed.load(std::memory_order_relaxed))
-          return;
-      }
-    });
-  }
-  warmed.arrive_and_wait();
   Result r;
   r.clients = clients;
-  if (count_port > 0)
-    r.connections = EstablishedConnections(count_port);
-  const double cpu0 = ProcessCpuSeconds();
-  const Clock::time_point start = Clock::now();
-  deadline = start + std::chrono::duration_cast<Clock::duration>(
-                         std::chrono::duration<double>(seconds));
-  go.arrive_and_wait();
-  for (auto& w : workers)
-    w.join();
-  r.wall_seconds = SecondsSince(start);
-  r.cpu_seconds = ProcessCpuSeconds() - cpu0;
-  {
-    absl::MutexLock lock(&mu);
-    if (!first_error.ok())
-      return first_error;
-  }
-  for (auto& v : per_thread)
-    r.latency_us.insert(r.latency_us.end(), v.begin(), v.end());
-  std::sort(r.latency_us.begin(), r.latency_us.end());
+  LoadOptions options;
+  options.warmup_calls = 3;  // all clients at once
+  options.before_start = [&] {
+    if (count_port > 0)
+      r.connections = EstablishedConnections(count_port);
+  };
+  PML_RETURN_IF_ERROR(RunClosedLoop(calls, seconds, options, &r));
   return r;
 }
 
@@ -826,11 +699,6 @@ absl::StatusOr<std::vector<Step>> Breakdown(Kms& k, SwitchVerifier& verifier,
 
 const char* Verdict(bool pass) { return pass ? "PASS" : "FAIL"; }
 
-int Fail(const absl::Status& s) {
-  std::fprintf(stderr, "pml-bench-kms: error: %s\n", std::string(s.message()).c_str());
-  return 2;
-}
-
 struct Options {
   std::vector<int> clients = {1, 16, 64};
   double seconds = 3.0;
@@ -858,9 +726,9 @@ int Run(Options o) {
     burn = Burn::kSleep;
   const Clock::time_point run_start = Clock::now();
 
-  auto dir = TempDir::Make(o.tmp_dir);
+  auto dir = TempDir::Make(o.tmp_dir, "pml-bench-kms");
   if (!dir.ok())
-    return Fail(dir.status());
+    return Fail(kProgram, dir.status());
   const AppIdentity app = MakeAppIdentity();
   // The integration test's app policy (tests/integration/kms_test.py), plus both image variants:
   // the guest agent's bundle states none, and an unstated variant passes only a policy that
@@ -875,12 +743,12 @@ int Run(Options o) {
           .dump();
   auto verifier = StartVerifier(dir->path() + "/verifier", policy_json);
   if (!verifier.ok())
-    return Fail(verifier.status());
+    return Fail(kProgram, verifier.status());
   InProcessVerifier real(*(*verifier)->appraiser);
   SwitchVerifier switch_verifier(real);
   auto kms_or = StartKms(dir->path() + "/kms", switch_verifier, app);
   if (!kms_or.ok())
-    return Fail(kms_or.status());
+    return Fail(kProgram, kms_or.status());
   Kms& k = **kms_or;
   const std::string target = absl::StrCat("127.0.0.1:", k.server->port());
   const std::string app_id = k.binding.app_id();
@@ -890,7 +758,7 @@ int Run(Options o) {
   for (int i = 0; i < kCvms; ++i) {
     auto c = StartCvm(dir->path(), i, app);
     if (!c.ok())
-      return Fail(c.status());
+      return Fail(kProgram, c.status());
     cvms.push_back(*std::move(c));
   }
   std::vector<PooledRequest> pool;
@@ -898,7 +766,7 @@ int Run(Options o) {
   for (size_t i = 0; i < o.pool; ++i) {
     auto p = BuildRequest(cvms[i % cvms.size()]);
     if (!p.ok())
-      return Fail(p.status());
+      return Fail(kProgram, p.status());
     pool.push_back(*std::move(p));
   }
   const double pool_seconds = SecondsSince(pool_start);
@@ -913,19 +781,21 @@ int Run(Options o) {
       kms::v1::GetAppKeysResponse resp;
       absl::Status s = CallGetAppKeys(*stub, pool[i].request, resp);
       if (!s.ok())
-        return Fail(s);
+        return Fail(kProgram, s);
       auto r = OpenRelease(resp, pool[i], k);
       if (!r.ok())
-        return Fail(r.status());
+        return Fail(kProgram, r.status());
       if (i == 0)
         released = *r;
       else if (r->k256_key != released.k256_key || r->disk_key == released.disk_key)
-        return Fail(absl::InternalError("CVMs of one app got other app keys or the same disk key"));
+        return Fail(kProgram,
+                    absl::InternalError("CVMs of one app got other app keys or the same disk key"));
       auto a = real.Appraise(KmsAppraiseRequest(pool[i].request, k.binding));
       if (!a.ok())
-        return Fail(a.status());
+        return Fail(kProgram, a.status());
       if (!a->allowed())
-        return Fail(absl::InternalError("the in-process verifier refuses the CVM's evidence"));
+        return Fail(kProgram,
+                    absl::InternalError("the in-process verifier refuses the CVM's evidence"));
       recorded[pool[i].request.evidence().app_info().instance_id()] = *a;
     }
   }
@@ -941,7 +811,7 @@ int Run(Options o) {
     return r.allowed() ? absl::OkStatus() : absl::InternalError("appraisal refused");
   });
   if (!cost.ok())
-    return Fail(cost.status());
+    return Fail(kProgram, cost.status());
   const double fake_cost_s = (burn == Burn::kSpinCpu ? cost->cpu_us : cost->wall_us) / 1e6;
 
   FakeVerifier costed(recorded, burn, fake_cost_s);
@@ -969,8 +839,9 @@ int Run(Options o) {
     for (int n : o.clients) {
       auto r = Measure(n, o.seconds, calls, k.server->port());
       if (!r.ok()) {
-        return Fail(absl::Status(r.status().code(), absl::StrCat(m.name, ", ", n, " clients: ",
-                                                                 r.status().message())));
+        return Fail(kProgram, absl::Status(r.status().code(),
+                                           absl::StrCat(m.name, ", ", n,
+                                                        " clients: ", r.status().message())));
       }
       m.results.push_back(*std::move(r));
     }
@@ -980,7 +851,7 @@ int Run(Options o) {
   switch_verifier.Set(zero);
   auto fresh = Measure(1, o.seconds, GrpcCalls(target, k.root_pem, pool, app_id, true), 0);
   if (!fresh.ok())
-    return Fail(fresh.status());
+    return Fail(kProgram, fresh.status());
 
   // The transport floor: GetPublicInfo (no appraisal, no derivation; ~1 KB answer) over the
   // same kind of channel.
@@ -1003,11 +874,11 @@ int Run(Options o) {
       },
       0);
   if (!floor.ok())
-    return Fail(floor.status());
+    return Fail(kProgram, floor.status());
 
   auto steps = Breakdown(k, switch_verifier, zero, pool, o.step_seconds);
   if (!steps.ok())
-    return Fail(steps.status());
+    return Fail(kProgram, steps.status());
 
   // ---- The report ----
   const PooledRequest& p0 = pool[0];
@@ -1137,15 +1008,6 @@ int main(int argc, char** argv) {
   app.add_option("--tmp-dir", o.tmp_dir,
                  "where the temp dir (KMS SQLite store, verifier state, CVM state) goes; its "
                  "filesystem sets the cost of the audit log's fsync (default: $TMPDIR or /tmp)");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& err) {
-    return app.exit(err) == 0 ? 0 : 2;
-  }
-  try {
-    return pml::bench::Run(o);
-  } catch (const std::exception& ex) {  // bad_alloc, std::system_error from std::thread
-    std::fprintf(stderr, "pml-bench-kms: error: %s\n", ex.what());
-    return 2;
-  }
+  return pml::bench::ParseAndRun(app, argc, argv, pml::bench::kProgram,
+                                 [&o] { return pml::bench::Run(o); });
 }

@@ -30,8 +30,6 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <libvirt/libvirt.h>
-#include <libvirt/virterror.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
@@ -51,7 +49,6 @@
 #include <fstream>
 #include <functional>
 #include <memory>
-#include <numeric>
 #include <random>
 #include <set>
 #include <string>
@@ -61,6 +58,8 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -68,6 +67,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "bench/bench_util.h"
 #include "lib/core/file.h"
 #include "lib/core/hex.h"
 #include "lib/core/status.h"
@@ -87,8 +87,7 @@ extern char** environ;
 namespace pml::bench {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
+constexpr char kProgram[] = "pml-bench-vmm";
 constexpr double kListTargetMs = 50;      // ListVms of 1,000 VMs
 constexpr int kListTargetVms = 1000;
 constexpr double kOverheadTarget = 0.10;  // (VMM - virDomainCreateXML) / virDomainCreateXML
@@ -103,18 +102,6 @@ constexpr uint64_t kMemoryMib = 256;
 // Set by SIGINT/SIGTERM during the real part: the rounds stop and every domain is removed.
 std::atomic<bool> g_interrupted{false};
 
-double MsSince(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-// Nearest-rank percentile of sorted values, q in (0, 1].
-double Percentile(const std::vector<double>& sorted, double q) {
-  if (sorted.empty()) return 0;
-  size_t rank = static_cast<size_t>(q * static_cast<double>(sorted.size()) + 0.999999);
-  rank = std::clamp<size_t>(rank, 1, sorted.size());
-  return sorted[rank - 1];
-}
-
 struct Stats {
   size_t n = 0;
   double p50 = 0, p99 = 0, mean = 0, min = 0;  // ms
@@ -127,47 +114,12 @@ Stats Summarize(std::vector<double> ms) {
   s.n = ms.size();
   s.p50 = Percentile(ms, 0.50);
   s.p99 = Percentile(ms, 0.99);
-  s.mean = std::accumulate(ms.begin(), ms.end(), 0.0) / static_cast<double>(ms.size());
+  s.mean = Mean(ms);
   s.min = ms.front();
   return s;
 }
 
 const char* Verdict(bool pass) { return pass ? "PASS" : "MISS"; }
-
-int Fail(const absl::Status& s) {
-  std::fprintf(stderr, "pml-bench-vmm: error: %s\n", std::string(s.message()).c_str());
-  return 2;
-}
-
-// A temp directory removed on destruction.
-class TempDir {
- public:
-  static absl::StatusOr<TempDir> Make(const std::string& parent, const char* stem) {
-    std::error_code ec;
-    const std::filesystem::path base =
-        parent.empty() ? std::filesystem::temp_directory_path(ec) : std::filesystem::path(parent);
-    if (ec) return absl::InternalError(absl::StrCat("temp directory: ", ec.message()));
-    std::string tmpl = (base / absl::StrCat(stem, "-XXXXXX")).string();
-    if (mkdtemp(tmpl.data()) == nullptr)
-      return absl::InternalError(absl::StrCat("mkdtemp ", tmpl, ": ", strerror(errno)));
-    // QEMU (the real part) reads the config share and writes the console log under here.
-    chmod(tmpl.c_str(), 0755);
-    return TempDir(std::move(tmpl));
-  }
-  TempDir(TempDir&& o) noexcept : path_(std::exchange(o.path_, "")) {}
-  TempDir& operator=(TempDir&&) = delete;
-  ~TempDir() {
-    if (!path_.empty()) {
-      std::error_code ec;
-      std::filesystem::remove_all(path_, ec);  // best effort
-    }
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  explicit TempDir(std::string path) : path_(std::move(path)) {}
-  std::string path_;
-};
 
 // ---- Raw libvirt, for the peers ----------------------------------------------------------------
 
@@ -342,7 +294,8 @@ struct TestDriverResult {
 absl::StatusOr<TestDriverResult> RunTestDriver(const std::vector<int>& sizes, int list_reps,
                                                const std::string& tmp_parent) {
   TestDriverResult out;
-  PML_ASSIGN_OR_RETURN(TempDir dir, TempDir::Make(tmp_parent, "pml-bench-vmm"));
+  // 0755 (as for the real part): the directory layout is the same.
+  PML_ASSIGN_OR_RETURN(TempDir dir, TempDir::Make(tmp_parent, "pml-bench-vmm", 0755));
   out.dir = dir.path();
   const std::string images = dir.path() + "/images";
   PML_RETURN_IF_ERROR(core::MakeDirs(images));
@@ -657,7 +610,8 @@ absl::StatusOr<RealResult> RunReal(const std::string& uri, const std::string& im
     virResetLastError();
   }
 
-  PML_ASSIGN_OR_RETURN(TempDir dir, TempDir::Make(tmp_parent, "pml-bench-vmm-real"));
+  // 0755: QEMU reads the config share and writes the console log under here.
+  PML_ASSIGN_OR_RETURN(TempDir dir, TempDir::Make(tmp_parent, "pml-bench-vmm-real", 0755));
   DomainJanitor janitor(raw.get());
   const std::string prefix = absl::StrCat("vmmbench", getpid());
   vmm::VmmOptions options = ManagerOptions(dir.path() + "/state", images_dir);
@@ -807,11 +761,13 @@ int Run(Options o) {
   o.sizes.erase(std::unique(o.sizes.begin(), o.sizes.end()), o.sizes.end());
   const bool real = !o.real_uri.empty() || !o.real_image_dir.empty();
   if (real && (o.real_uri.empty() || o.real_image_dir.empty()))
-    return Fail(absl::InvalidArgumentError("--real-uri and --real-image-dir go together"));
+    return Fail(kProgram,
+                absl::InvalidArgumentError("--real-uri and --real-image-dir go together"));
   const Clock::time_point run_start = Clock::now();
 
   auto td = RunTestDriver(o.sizes, o.list_reps, o.tmp_dir);
-  if (!td.ok()) return Fail(core::Annotate(td.status(), "test driver part"));
+  if (!td.ok())
+    return Fail(kProgram, core::Annotate(td.status(), "test driver part"));
 
   std::printf(
       "pml-bench-vmm: VmManager (services/vmm), %u CPUs available; VMs of 1 vCPU, %llu MiB, one "
@@ -877,7 +833,7 @@ int Run(Options o) {
     sigaction(SIGTERM, &sa, nullptr);
     auto rr = RunReal(o.real_uri, o.real_image_dir, o.rounds, o.tmp_dir);
     if (!rr.ok()) {
-      rc = Fail(core::Annotate(rr.status(), "real libvirt part"));
+      rc = Fail(kProgram, core::Annotate(rr.status(), "real libvirt part"));
       std::printf("real libvirt: FAILED (see the error); no overhead measured\n");
     } else {
       const Stats vmm_s = Summarize(rr->vmm), cx = Summarize(rr->create_xml),
@@ -963,15 +919,6 @@ int main(int argc, char** argv) {
   app.add_option("--tmp-dir", o.tmp_dir,
                  "where the temp dirs (SQLite store, VM state) go; its filesystem sets the cost of "
                  "the store's and config share's fsyncs (default: $TMPDIR or /tmp)");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& err) {
-    return app.exit(err) == 0 ? 0 : 2;
-  }
-  try {
-    return pml::bench::Run(o);
-  } catch (const std::exception& ex) {  // bad_alloc, std::system_error from std::thread
-    std::fprintf(stderr, "pml-bench-vmm: error: %s\n", ex.what());
-    return 2;
-  }
+  return pml::bench::ParseAndRun(app, argc, argv, pml::bench::kProgram,
+                                 [&o] { return pml::bench::Run(o); });
 }

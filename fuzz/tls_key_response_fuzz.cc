@@ -12,8 +12,9 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const absl::string_view body(reinterpret_cast<const char*>(data), size);
   auto files = pml::guest::ParseTlsKeyResponse(body);
-  if (files.ok() && (files->key_pem.empty() ||
-                     files->chain_pem.rfind("-----BEGIN CERTIFICATE-----", 0) != 0))
+  if (files.ok() &&
+      (files->key_pem.empty() || files->chain_pem.rfind("-----BEGIN CERTIFICATE-----", 0) != 0)) {
     __builtin_trap();
+  }
   return 0;
 }

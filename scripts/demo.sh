@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The README's main command: installs dependencies, builds, makes a development PKI, starts
-# pml-verifier, pml-kms, pml-vmm and pml-guest-agent on loopback and prints their health and
-# versions. DEVELOPMENT MODE: dev PKI, everything on 127.0.0.1.
-#   scripts/demo.sh                  start, report, stop
-#   scripts/demo.sh --keep-running   leave them running until Ctrl-C
+# pml-verifier, pml-kms and pml-vmm on loopback (and libvirtd when none runs), builds the guest
+# image, boots one demo CVM and prints a verified attestation of it (scripts/demo.py).
+# DEVELOPMENT MODE: dev PKI, everything on 127.0.0.1, SIMULATED TDX in a CVM without a TEE.
+#   scripts/demo.sh                  boot, verify, clean up
+#   scripts/demo.sh --keep-running   leave everything running until Ctrl-C
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh

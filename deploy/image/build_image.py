@@ -49,7 +49,7 @@ MODULES = ("virtio_pci", "virtio_net", "virtio_blk", "virtio_rng", "9pnet", "9pn
            "button", "evdev")
 OPTIONAL_MODULES = ("configfs", "tsm", "tdx_guest")
 
-AGENT_ARGS = ("boot --run-app --tee \"$tee\" --state-dir /run/pml/agent "
+AGENT_ARGS = ("boot --run-app --tee \"$tee\" --image-variant @VARIANT@ --state-dir /run/pml/agent "
               "--config-dir /run/pml/config --grpc-socket /var/run/pml-guest.sock "
               "--dstack-socket /var/run/dstack.sock --tappd-socket /var/run/tappd.sock "
               "@DSTACK_HTTP@--metrics-listen 0.0.0.0:9464")
@@ -260,7 +260,8 @@ def debian_packages(paths):
 
 
 def init_script(variant, version, dstack_http):
-    args = AGENT_ARGS.replace("@DSTACK_HTTP@", DSTACK_HTTP_ARG if dstack_http else "")
+    args = (AGENT_ARGS.replace("@DSTACK_HTTP@", DSTACK_HTTP_ARG if dstack_http else "")
+            .replace("@VARIANT@", variant))
     dev = variant == "development"
     return (INIT.replace("@VARIANT@", variant)
             .replace("@VERSION@", version)

@@ -5,8 +5,8 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 #include <filesystem>
+#include <system_error>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
@@ -15,7 +15,8 @@ namespace pml::core {
 namespace {
 
 absl::Status ErrnoStatus(int err, absl::string_view what, absl::string_view path) {
-  const std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(err));
+  // strerror is not thread-safe; the error category's message (the same text) is.
+  const std::string msg = absl::StrCat(what, " ", path, ": ", std::generic_category().message(err));
   switch (err) {
     case ENOENT:
     case ENOTDIR:
@@ -28,13 +29,8 @@ absl::Status ErrnoStatus(int err, absl::string_view what, absl::string_view path
   }
 }
 
-}  // namespace
-
-absl::StatusOr<std::string> ReadFile(absl::string_view path, size_t max_bytes) {
-  const std::string p(path);
-  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(errno, "cannot open", path);
-  absl::Cleanup closer = [fd] { ::close(fd); };
+// Reads `fd` (opened from `path`) to its end, refusing more than `max_bytes`.
+absl::StatusOr<std::string> ReadAll(int fd, absl::string_view path, size_t max_bytes) {
   std::string out;
   char buf[65536];
   for (;;) {
@@ -51,6 +47,37 @@ absl::StatusOr<std::string> ReadFile(absl::string_view path, size_t max_bytes) {
     out.append(buf, static_cast<size_t>(n));
   }
   return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ReadFile(absl::string_view path, size_t max_bytes) {
+  const std::string p(path);
+  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return ErrnoStatus(errno, "cannot open", path);
+  }
+  absl::Cleanup closer = [fd] { ::close(fd); };
+  return ReadAll(fd, path, max_bytes);
+}
+
+absl::StatusOr<std::string> ReadRegularFile(absl::string_view path, size_t max_bytes) {
+  const std::string p(path);
+  // O_NONBLOCK: opening a FIFO must not wait for a writer. O_NOCTTY: a terminal device must not
+  // become the controlling terminal.
+  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) {
+    return ErrnoStatus(errno, "cannot open", path);
+  }
+  absl::Cleanup closer = [fd] { ::close(fd); };
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    return ErrnoStatus(errno, "cannot stat", path);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return absl::FailedPreconditionError(absl::StrCat(path, " is not a regular file"));
+  }
+  return ReadAll(fd, path, max_bytes);
 }
 
 absl::StatusOr<std::vector<uint8_t>> ReadFileBytes(absl::string_view path, size_t max_bytes) {

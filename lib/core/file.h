@@ -24,6 +24,12 @@ absl::StatusOr<std::string> ReadFile(absl::string_view path,
 absl::StatusOr<std::vector<uint8_t>> ReadFileBytes(absl::string_view path,
                                                    size_t max_bytes = kDefaultMaxFileBytes);
 
+// ReadFile for trees that may hold planted entries (sysfs, fake sysfs in tests, an image
+// directory): opens non-blocking and refuses anything but a regular file, so a FIFO or device
+// cannot hang or flood the reader. ReadFile's errors, plus kFailedPrecondition ("<path> is not a
+// regular file"). Symlinks are followed (sysfs is made of them). Thread-safe.
+absl::StatusOr<std::string> ReadRegularFile(absl::string_view path, size_t max_bytes);
+
 // Writes `data` to `path` so that a crash at any point leaves either the old file or the new
 // one, never a mix: write to a temp file in the same directory (created with `mode`), fsync,
 // rename over `path`, fsync the directory. kInternal (with the path) on I/O failure.

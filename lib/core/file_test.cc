@@ -56,6 +56,35 @@ TEST_F(FileTest, OversizedFileIsRejected) {
   EXPECT_THAT(ReadFile(path, 10), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("larger")));
 }
 
+TEST_F(FileTest, ReadRegularFileReadsARegularFileThroughASymlink) {
+  const std::string path = dir_ + "/attr";
+  ASSERT_THAT(WriteFileAtomic(path, "0x10de\n"), IsOk());
+  std::filesystem::create_symlink(path, dir_ + "/link");
+  EXPECT_THAT(ReadRegularFile(path, 64), IsOkAndHolds(std::string("0x10de\n")));
+  EXPECT_THAT(ReadRegularFile(dir_ + "/link", 64), IsOkAndHolds(std::string("0x10de\n")));
+}
+
+TEST_F(FileTest, ReadRegularFileRefusesAFifoWithoutWaitingForAWriter) {
+  const std::string path = dir_ + "/fifo";
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  EXPECT_THAT(ReadRegularFile(path, 64), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                                  HasSubstr("fifo is not a regular file")));
+}
+
+TEST_F(FileTest, ReadRegularFileRefusesADirectory) {
+  EXPECT_THAT(ReadRegularFile(dir_, 64),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("is not a regular file")));
+}
+
+TEST_F(FileTest, ReadRegularFileKeepsReadFilesErrors) {
+  EXPECT_THAT(ReadRegularFile(dir_ + "/nope", 64),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("cannot open")));
+  const std::string path = dir_ + "/big";
+  ASSERT_THAT(WriteFileAtomic(path, std::string(100, 'x')), IsOk());
+  EXPECT_THAT(ReadRegularFile(path, 10),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("is larger than 10 bytes")));
+}
+
 TEST_F(FileTest, MakeDirsCreatesParents) {
   const std::string path = dir_ + "/a/b/c";
   ASSERT_THAT(MakeDirs(path), IsOk());

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "lib/core/hex.h"
+#include "lib/core/json_depth.h"
 #include "lib/core/status.h"
 #include "lib/crypto/hash.h"
 #include "lib/crypto/key.h"
@@ -111,38 +112,8 @@ absl::StatusOr<std::vector<uint8_t>> DecodeCanonical(absl::string_view text,
   return bytes;
 }
 
-// True when no object/array in `text` nests deeper than `max_depth`. nlohmann parses without
-// recursion, but dump() and callers walking the result recurse, so depth is bounded up front.
-bool WithinDepth(absl::string_view text, int max_depth) {
-  int depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (const char c : text) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > max_depth) {
-        return false;
-      }
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
-  }
-  return true;
-}
-
 absl::StatusOr<nlohmann::json> ParseJsonObject(absl::string_view text, absl::string_view what) {
-  if (!WithinDepth(text, kMaxJwtJsonDepth)) {
+  if (!core::JsonDepthWithin(text, kMaxJwtJsonDepth)) {
     return absl::InvalidArgumentError(
         absl::StrCat(what, " nests deeper than ", kMaxJwtJsonDepth, " levels"));
   }

@@ -197,6 +197,7 @@ absl::StatusOr<InfoResult> AgentCore::Info() const {
               {"rtmr3", core::HexEncode(td.rtmr[3])},
               {"mr_aggregated", core::HexEncode(r.mr_aggregated)},
               {"os_image_hash", core::HexEncode(identity_.os_image_hash)},
+              {"image_variant", identity_.image_variant},
               {"compose_hash", core::HexEncode(identity_.compose_hash)},
               {"device_id", core::HexEncode(identity_.device_id)},
               {"event_log", Json::parse(q.event_log, nullptr, false)},
@@ -250,6 +251,11 @@ absl::StatusOr<common::v1::EvidenceBundle> BuildEvidenceBundle(
   app->set_os_image_hash(core::ToString(identity_.os_image_hash));
   app->set_device_id(core::ToString(identity_.device_id));
   app->set_app_name(identity_.app_name);
+  if (identity_.image_variant == "production") {
+    app->set_image_variant(common::v1::IMAGE_VARIANT_PRODUCTION);
+  } else if (identity_.image_variant == "development") {
+    app->set_image_variant(common::v1::IMAGE_VARIANT_DEVELOPMENT);
+  }
   app->set_key_provider_info(identity_.key_provider_info);
   if (gpus != nullptr) {
     ratls::ReportData rd{};

@@ -53,6 +53,9 @@ struct AgentIdentity {
   std::string version;               // agent version
   std::vector<GpuDeviceInfo> gpus;   // verified by the boot gate
   std::string gpu_evidence_json;     // what the gate verified ("" without GPUs)
+  // "production" or "development" as the image's init states it (--image-variant; the init is
+  // part of the measured initrd); "" when not stated.
+  std::string image_variant;
 };
 
 // The app CA: what signs GetTlsKey certificates. From the KMS (its SignCert / app CA), or from

@@ -114,6 +114,7 @@ absl::StatusOr<BootState> RunBoot(const BootOptions& o, RuntimeEventLog& log, Gp
     return absl::InvalidArgumentError(absl::StrCat(compose_path, ": not a JSON object"));
   PML_RETURN_IF_ERROR(ParseRunner(id.app_compose).status());
   id.app_name = StrField(compose, "name");
+  id.image_variant = o.image_variant;
   const std::string sys_path = o.config_dir.empty() ? "" : o.config_dir + "/.sys-config.json";
   const std::string inst_path = o.config_dir.empty() ? "" : o.config_dir + "/.instance_info";
   PML_ASSIGN_OR_RETURN(Json sys, OptionalJson(sys_path));
@@ -216,20 +217,25 @@ absl::StatusOr<BootState> RunBoot(const BootOptions& o, RuntimeEventLog& log, Gp
   }
   if (provider == "kms") {
     KmsProviderOptions ko;
-    ko.address = o.kms_address;
-    if (ko.address.empty() && sys.contains("kms_urls") && sys["kms_urls"].is_array() &&
+    std::string url = o.kms_address;
+    if (url.empty() && sys.contains("kms_urls") && sys["kms_urls"].is_array() &&
         !sys["kms_urls"].empty() && sys["kms_urls"][0].is_string()) {
-      ko.address = sys["kms_urls"][0].get<std::string>();
+      url = sys["kms_urls"][0].get<std::string>();
     }
-    if (ko.address.empty()) {
+    if (url.empty()) {
       return absl::InvalidArgumentError(
           "key provider kms: no KMS address (--kms-url or .sys-config.json kms_urls)");
     }
-    ko.root_ca_pem_path = !o.kms_root_ca.empty()      ? o.kms_root_ca
-                          : !o.config_dir.empty() ? o.config_dir + "/kms-root-ca.pem"
-                                                  : std::string();
-    if (ko.root_ca_pem_path.empty())
-      return absl::InvalidArgumentError("key provider kms: no KMS root CA (--kms-root-ca)");
+    PML_ASSIGN_OR_RETURN(ko.address, KmsTargetFromUrl(url));
+    // An explicit --kms-root-ca must exist; the config dir's is optional: the VMM delivers none,
+    // and then the CA is fetched from the KMS and checked against the pin (kms_provider.h).
+    if (!o.kms_root_ca.empty()) {
+      ko.root_ca_pem_path = o.kms_root_ca;
+    } else if (!o.config_dir.empty() && core::PathExists(o.config_dir + "/kms-root-ca.pem")) {
+      ko.root_ca_pem_path = o.config_dir + "/kms-root-ca.pem";
+    } else {
+      SPDLOG_INFO("kms_root_ca source=fetch kms_address={:?}", ko.address);
+    }
     ko.pinned_key_provider_id = StrField(compose, "key_provider_id");
     PML_ASSIGN_OR_RETURN(KmsKeys k, FetchKeysFromKms(ko, log, gpus, id));
     st.app_key = std::move(k.app_key);
@@ -257,7 +263,11 @@ absl::StatusOr<BootState> RunBoot(const BootOptions& o, RuntimeEventLog& log, Gp
         "--key-provider: \"", provider.substr(0, 32), "\" (auto, local-dev, kms or none)"));
   }
 
-  // 6. The key provider and the end of boot.
+  // 6. The OS image (dstack measures it after the keys, before key-provider; from the VMM's
+  //    vm_config), the key provider and the end of boot.
+  if (!id.os_image_hash.empty()) {
+    PML_RETURN_IF_ERROR(step({"os-image-hash", id.os_image_hash}));
+  }
   PML_RETURN_IF_ERROR(
       step({"key-provider", {id.key_provider_info.begin(), id.key_provider_info.end()}}));
   PML_RETURN_IF_ERROR(step({"system-ready", {}}));

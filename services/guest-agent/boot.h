@@ -41,14 +41,17 @@ struct BootOptions {
   std::string app_compose_path;
   // Pinned app id, 40 hex digits ("" = from .instance_info, else compose_hash[:20]).
   std::string app_id_hex;
+  // The image variant the (measured) init states: "production", "development" or "".
+  std::string image_variant;
   // Agent state: the instance-id seed when the VMM gave none, the local-dev key seed.
   std::string state_dir;
   // "auto" (the app's key_provider / kms_enabled; "local" and local_key_provider_enabled mean
   // local-dev), "local-dev", "kms" or "none".
   std::string key_provider = "auto";
   GpuGateOptions gpu;
-  // Key provider "kms": the key-release address (default: .sys-config.json kms_urls[0]) and the
-  // KMS identity root CA PEM (default: <config dir>/kms-root-ca.pem), which must match
+  // Key provider "kms": the key-release address, host:port or https://host[:port] (default:
+  // .sys-config.json kms_urls[0]), and the KMS identity root CA PEM (default:
+  // <config dir>/kms-root-ca.pem when it exists, else fetched from the KMS), which must match
   // app-compose.json key_provider_id.
   std::string kms_address;
   std::string kms_root_ca;

@@ -1,6 +1,7 @@
 #include "services/guest-agent/dstack_api.h"
 
 #include <algorithm>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <utility>
@@ -238,7 +239,29 @@ absl::StatusOr<std::vector<uint8_t>> TappdReportData(const std::vector<uint8_t>&
                    "\" is not supported (raw, sha256, sha384, sha512, keccak256)"));
 }
 
+// The key-free methods: what anyone who can reach the guest may ask (as the gRPC API's viewer
+// role). Deny by default: a method added to Handle stays off the TCP listener until listed here.
+constexpr absl::string_view kPublicPaths[] = {
+    "/GetQuote", "/Attest", "/Info", "/Version", "/prpc/Tappd.TdxQuote", "/prpc/Tappd.Info"};
+
 }  // namespace
+
+bool DstackApi::IsPublicPath(absl::string_view path) {
+  return std::find(std::begin(kPublicPaths), std::end(kPublicPaths), path) !=
+         std::end(kPublicPaths);
+}
+
+HttpResponse DstackApi::HandlePublic(const HttpRequest& req) const {
+  if (IsPublicPath(req.path))
+    return Handle(req);
+  const std::string message = absl::StrCat(
+      req.path.substr(0, 64),
+      " is not served on the TCP listener: key material never leaves the guest; use the unix "
+      "socket");
+  // The path is the client's bytes: replace invalid UTF-8 rather than fail to encode.
+  return {403, "application/json",
+          Json{{"error", message}}.dump(-1, ' ', false, Json::error_handler_t::replace)};
+}
 
 HttpResponse DstackApi::Handle(const HttpRequest& req) const {
   if (req.method != "POST" && req.method != "GET")

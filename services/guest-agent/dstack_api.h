@@ -10,12 +10,19 @@
 // and /prpc/Tappd.DeriveKey. Everything is answered by the AgentCore (agent_core.h); this layer
 // only translates JSON, and holds no state.
 //
-// Thread-safety: Handle is thread-safe (the parts are).
+// The TCP listener (`--dstack-http-listen`, reached from the host through a forwarded port) serves
+// only the public, key-free subset through HandlePublic: quotes, attestations, Info and Version.
+// Every other path (GetKey, GetTlsKey, EmitEvent, Sign, Verify, Tappd.DeriveKey, unknown ones)
+// answers 403 before its body is parsed: key material never leaves the guest, and nobody outside
+// may extend RTMR3.
+//
+// Thread-safety: Handle and HandlePublic are thread-safe (the parts are).
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "services/guest-agent/agent_core.h"
 #include "services/guest-agent/unix_http.h"
 
@@ -27,6 +34,14 @@ class DstackApi {
 
   // One request of either socket.
   HttpResponse Handle(const HttpRequest& request) const;
+
+  // One request of the TCP listener: Handle for a public path, else 403 with
+  // {"error": "<path> is not served on the TCP listener: ..."} (the path bounded to 64 bytes).
+  HttpResponse HandlePublic(const HttpRequest& request) const;
+
+  // True for exactly the paths HandlePublic passes on: /GetQuote, /Attest, /Info, /Version,
+  // /prpc/Tappd.TdxQuote, /prpc/Tappd.Info (exact, case-sensitive, as Handle routes them). Pure.
+  static bool IsPublicPath(absl::string_view path);
 
   const AgentIdentity& identity() const { return core_.identity(); }
 

@@ -269,5 +269,74 @@ TEST_F(DstackApiTest, AttestReturnsAnEvidenceBundleWithGpuEvidenceBoundToTheRepo
   EXPECT_EQ(r2["gpus"], 0);
 }
 
+TEST_F(DstackApiTest, TheTcpListenerServesOnlyTheKeyFreeMethods) {
+  struct Case {
+    const char* path;
+    bool served;
+  } cases[] = {
+      {"/GetQuote", true},
+      {"/Attest", true},
+      {"/Info", true},
+      {"/Version", true},
+      {"/prpc/Tappd.TdxQuote", true},
+      {"/prpc/Tappd.Info", true},
+      {"/GetKey", false},
+      {"/GetTlsKey", false},
+      {"/EmitEvent", false},
+      {"/Sign", false},
+      {"/Verify", false},
+      {"/prpc/Tappd.DeriveKey", false},
+      {"/prpc/Tappd.RawQuote", false},
+      {"/Nope", false},
+      // Exact matches only: no case folding, prefixes, suffixes or dot segments.
+      {"/getkey", false},
+      {"/getquote", false},
+      {"/GetQuote/", false},
+      {"/GetQuote/../GetKey", false},
+      {"//GetKey", false},
+      {"GetQuote", false},
+      {"", false},
+  };
+  const std::vector<uint8_t> rd(64, 0x5a);
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.path);
+    EXPECT_EQ(DstackApi::IsPublicPath(c.path), c.served);
+    const HttpResponse r =
+        api_->HandlePublic({"POST", c.path, "", Json{{"report_data", core::HexEncode(rd)}}.dump()});
+    const Json body = Json::parse(r.body, nullptr, false);
+    ASSERT_TRUE(body.is_object()) << r.body;
+    if (c.served) {
+      EXPECT_EQ(r.status, 200) << r.body;
+      EXPECT_FALSE(body.contains("error")) << r.body;
+      // The same answer shape as the unix socket's.
+      EXPECT_EQ(api_->Handle({"POST", c.path, "", "{}"}).status, 200);
+    } else {
+      EXPECT_EQ(r.status, 403) << r.body;
+      EXPECT_THAT(body["error"].get<std::string>(),
+                  HasSubstr("not served on the TCP listener: key material never leaves the "
+                            "guest; use the unix socket"));
+      EXPECT_FALSE(body.contains("key"));
+    }
+  }
+  // A refused EmitEvent does not reach the log; the unix socket's does.
+  const size_t before = log_->Size();
+  EXPECT_EQ(
+      api_->HandlePublic({"POST", "/EmitEvent", "", R"({"event":"x","payload":"00"})"}).status,
+      403);
+  EXPECT_EQ(log_->Size(), before);
+  // Hostile paths are bounded and still give valid JSON.
+  const HttpResponse odd =
+      api_->HandlePublic({"POST", "/\xff\xfe" + std::string(500, 'k'), "", ""});
+  EXPECT_EQ(odd.status, 403);
+  const Json odd_body = Json::parse(odd.body, nullptr, false);
+  ASSERT_TRUE(odd_body.is_object()) << odd.body;
+  EXPECT_LT(odd_body["error"].get<std::string>().size(), 200u);
+  // The answer of a served path is the unix socket's own: a quote for the report data.
+  const HttpResponse q =
+      api_->HandlePublic({"POST", "/GetQuote", "", Json{{"report_data", "abcd"}}.dump()});
+  ASSERT_EQ(q.status, 200) << q.body;
+  EXPECT_EQ(Json::parse(q.body)["report_data"], "abcd" + std::string(124, '0'));
+}
+
 }  // namespace
 }  // namespace pml::guest

@@ -29,6 +29,7 @@
 #include "services/guest-agent/gpu_source.h"
 #include "services/guest-agent/guest_agent_service.h"
 #include "services/guest-agent/runtime_log.h"
+#include "services/guest-agent/tls_key_client.h"
 #include "services/guest-agent/unix_http.h"
 
 extern char** environ;
@@ -43,6 +44,7 @@ struct AgentFlags {
   std::string dstack_socket;
   std::string tappd_socket;
   std::string grpc_socket;
+  std::string dstack_http_listen;
   std::string gpus = "none";
   std::string nvml_library = "libnvidia-ml.so.1";
   bool run_app = false;
@@ -82,8 +84,19 @@ class Runner {
     for (auto& e : env)
       cenv.push_back(e.data());
     cenv.push_back(nullptr);
+    // The RPC server blocks SIGTERM/SIGINT/SIGCHLD for its sigwait thread; the app must not
+    // inherit that mask (it could not be stopped), nor any ignored disposition.
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     pid_t pid = 0;
-    const int rc = posix_spawnp(&pid, cargv[0], nullptr, nullptr, cargv.data(), cenv.data());
+    const int rc = posix_spawnp(&pid, cargv[0], nullptr, &attr, cargv.data(), cenv.data());
+    posix_spawnattr_destroy(&attr);
     if (rc != 0) {
       return absl::FailedPreconditionError(
           absl::StrCat("starting the app's runner (", argv[0], "): ", std::strerror(rc)));
@@ -200,6 +213,18 @@ absl::StatusOr<std::shared_ptr<Agent>> StartAgent(AgentFlags f) {
     SPDLOG_INFO("dstack_socket_serving path={:?}", *path);
     agent->servers.push_back(std::move(server));
   }
+  if (!f.dstack_http_listen.empty()) {
+    // The public, key-free subset for callers outside the guest (a forwarded port).
+    guest::UnixHttpServer::Options o;
+    o.tcp_listen = f.dstack_http_listen;
+    guest::DstackApi* api = agent->api.get();
+    PML_ASSIGN_OR_RETURN(
+        auto server, guest::UnixHttpServer::Start(
+                         o, [api](const guest::HttpRequest& r) { return api->HandlePublic(r); }));
+    SPDLOG_INFO("dstack_http_serving listen={:?} port={} methods={:?}", f.dstack_http_listen,
+                server->port(), "GetQuote,Attest,Info,Version,Tappd.TdxQuote,Tappd.Info");
+    agent->servers.push_back(std::move(server));
+  }
   SPDLOG_INFO("agent_ready app_id={} compose_hash={} instance_id={} tee={} key_provider={} "
               "gpus={} booted_now={}",
               core::HexEncode(id.app_id), core::HexEncode(id.compose_hash),
@@ -212,6 +237,20 @@ absl::StatusOr<std::shared_ptr<Agent>> StartAgent(AgentFlags f) {
   return agent;
 }
 
+// `pml-guest-agent tls-key`: one /GetTlsKey call on the agent's socket, written as two files.
+int RunTlsKey(const guest::TlsKeyClientOptions& options, const std::string& key_out,
+              const std::string& cert_out) {
+  absl::Status s = [&]() -> absl::Status {
+    PML_ASSIGN_OR_RETURN(guest::TlsKeyFiles files, guest::RequestTlsKey(options));
+    return guest::WriteTlsKeyFiles(files, key_out, cert_out);
+  }();
+  if (!s.ok()) {
+    std::fprintf(stderr, "pml-guest-agent tls-key: error: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -220,7 +259,9 @@ int main(int argc, char** argv) {
       "hash,\nGPU attestation, instance id, key provider), verifies the GPUs, gets the app's keys "
       "and serves;\nwithout `boot` it serves an already booted CVM (after an agent restart). It "
       "serves quotes,\nkeys, RA-TLS certificates and evidence to the app over gRPC "
-      "(pml.guest.v1.GuestAgent) and\ndstack's HTTP sockets (@phala/dstack-sdk works unchanged).",
+      "(pml.guest.v1.GuestAgent) and\ndstack's HTTP sockets (@phala/dstack-sdk works unchanged); "
+      "--dstack-http-listen adds the\nkey-free part of that API on TCP. `tls-key` is a client of "
+      "a running agent.",
       "pml-guest-agent");
   pml::rpc::ServerFlags flags;
   flags.server.listen = "";
@@ -255,11 +296,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--nvml-library", f.nvml_library, "NVML library to load")->capture_default_str();
   app.add_option("--kms-url", f.boot.kms_address,
-                 "with the kms key provider: the KMS key-release address host:port (default: "
-                 ".sys-config.json kms_urls[0])");
+                 "with the kms key provider: the KMS key-release address, host:port or "
+                 "https://host:port (default: .sys-config.json kms_urls[0])");
   app.add_option("--kms-root-ca", f.boot.kms_root_ca,
-                 "the KMS cluster's identity root CA, PEM (default <config-dir>/kms-root-ca.pem); "
-                 "its SPKI must equal app-compose.json key_provider_id");
+                 "the KMS cluster's identity root CA, PEM (default <config-dir>/kms-root-ca.pem "
+                 "when that file exists; else fetched from the KMS's GetPublicInfo over an "
+                 "unverified TLS connection); either way its SPKI must equal app-compose.json "
+                 "key_provider_id (measured), and the key-release connection is verified "
+                 "against it");
   app.add_option("--rim-service-url", f.boot.gpu.rim_service_url,
                  "NVIDIA RIM service for the boot GPU check")
       ->capture_default_str();
@@ -267,12 +311,23 @@ int main(int argc, char** argv) {
   app.add_option("--rim-cache-dir", f.boot.gpu.rim_cache_dir, "RIM cache directory");
   app.add_flag("--gpu-offline", f.boot.gpu.offline,
                "verify GPUs from --rim-cache-dir only (no network)");
+  app.add_option("--image-variant", f.boot.image_variant,
+                 "the guest image's variant, as its (measured) init states it: production or "
+                 "development; reported in Info and in attestation bundles (policies can refuse "
+                 "development images)")
+      ->check(CLI::IsMember({"", "production", "development"}));
   app.add_option("--dstack-socket", f.dstack_socket,
                  "dstack API socket for DstackClient, e.g. /var/run/dstack.sock (default: not "
                  "served)");
   app.add_option("--tappd-socket", f.tappd_socket,
                  "legacy Tappd API socket for TappdClient, e.g. /var/run/tappd.sock (default: "
                  "not served)");
+  app.add_option("--dstack-http-listen", f.dstack_http_listen,
+                 "also serve the dstack HTTP API on this TCP address HOST:PORT (plain HTTP, e.g. "
+                 "0.0.0.0:8090 behind a forwarded port), but only its public, key-free methods: "
+                 "/GetQuote, /Attest, /Info, /Version, /prpc/Tappd.TdxQuote, /prpc/Tappd.Info; "
+                 "every other path answers 403 (keys stay on the unix socket). Default: not "
+                 "served");
   app.add_option("--grpc-socket", f.grpc_socket,
                  "gRPC unix socket for guest-local callers, e.g. /var/run/pml-guest.sock (every "
                  "method; access by file permissions). --listen adds TCP with mTLS (read-only "
@@ -282,8 +337,34 @@ int main(int argc, char** argv) {
   boot->fallthrough();  // the agent's options may follow `boot`
   boot->add_flag("--run-app", f.run_app,
                  "then start the app's runner (docker compose up, or the bash script)");
+  pml::guest::TlsKeyClientOptions tls_key;
+  tls_key.socket_path = "/var/run/dstack.sock";
+  std::string tls_key_out, tls_cert_out;
+  CLI::App* tls = app.add_subcommand(
+      "tls-key",
+      "client: ask a running agent's dstack socket for a fresh TLS key and certificate chain "
+      "(/GetTlsKey) and write them as files, for apps that cannot speak HTTP over a unix socket "
+      "(e.g. `openssl s_server -key KEY -cert CHAIN -cert_chain CHAIN`: -cert alone sends only "
+      "the leaf). Exit 0 on success, 1 with one error line");
+  tls->add_option("--dstack-socket", tls_key.socket_path, "the agent's dstack API socket")
+      ->capture_default_str();
+  tls->add_option("--subject", tls_key.subject, "the certificate's common name")->required();
+  tls->add_option("--alt-name", tls_key.alt_names,
+                  "a DNS name or IP address for the subjectAltName (repeatable; default: none)");
+  tls->add_flag("--ra-tls", tls_key.ra_tls,
+                "add the RA-TLS extensions: a quote binding the key, the event log and the app "
+                "id, so a peer can verify the certificate comes from this CVM");
+  tls->add_option("--key-out", tls_key_out, "write the private key here (PEM, PKCS#8, mode 0600)")
+      ->required();
+  tls->add_option("--cert-out", tls_cert_out,
+                  "write the certificate chain here (PEM, leaf first, then the app CA and the "
+                  "root; mode 0644)")
+      ->required();
+  app.require_subcommand(0, 1);
   app.set_version_flag("--version", pml::rpc::Version());
   CLI11_PARSE(app, argc, argv);
+  if (tls->parsed())
+    return RunTlsKey(tls_key, tls_key_out, tls_cert_out);
   f.boot.emit = boot->parsed();
   if (flags.server.listen.empty()) {
     if (f.grpc_socket.empty()) {

@@ -2,15 +2,21 @@
 
 #include <errno.h>
 #include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <memory>
+#include <string>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "lib/core/status.h"
 
 namespace pml::guest {
 namespace {
@@ -33,6 +39,95 @@ MHD_Result Send(MHD_Connection* connection, const HttpResponse& r) {
 }
 
 std::string ErrnoText(int e) { return std::string(strerror(e)); }
+
+// A listening unix socket at `path`, created with `mode`.
+absl::StatusOr<int> BindUnix(const std::string& path, mode_t mode) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof(addr.sun_path)) {
+    return absl::InvalidArgumentError(absl::StrCat("socket path \"", path.substr(0, 200),
+                                                   "\": longer than ", sizeof(addr.sun_path) - 1,
+                                                   " bytes"));
+  }
+  struct stat st {};
+  if (lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return absl::AlreadyExistsError(
+          absl::StrCat(path, " exists and is not a socket; not replacing it"));
+    }
+    unlink(path.c_str());  // a stale socket from an earlier run
+  }
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return absl::InternalError(absl::StrCat("socket: ", ErrnoText(errno)));
+  addr.sun_family = AF_UNIX;
+  memcpy(addr.sun_path, path.data(), path.size());
+  // Created with the final mode: no window where the socket is more open than asked.
+  const mode_t old_umask = umask(static_cast<mode_t>(~mode) & 0777);
+  const int bound = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  const int bind_errno = errno;
+  umask(old_umask);
+  if (bound != 0) {
+    close(fd);
+    return absl::UnavailableError(absl::StrCat("bind ", path, ": ", ErrnoText(bind_errno)));
+  }
+  chmod(path.c_str(), mode);
+  if (listen(fd, 128) != 0) {
+    const int e = errno;
+    close(fd);
+    unlink(path.c_str());
+    return absl::InternalError(absl::StrCat("listen ", path, ": ", ErrnoText(e)));
+  }
+  return fd;
+}
+
+// A listening TCP socket at "HOST:PORT"; `port` receives the bound port.
+absl::StatusOr<int> BindTcp(const std::string& listen_address, int& port) {
+  const std::string shown = listen_address.substr(0, 200);
+  const size_t colon = listen_address.rfind(':');
+  int wanted_port = -1;
+  if (colon == std::string::npos ||
+      !absl::SimpleAtoi(absl::string_view(listen_address).substr(colon + 1), &wanted_port) ||
+      wanted_port < 0 || wanted_port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("TCP address \"", shown, "\": want HOST:PORT (PORT 0..65535)"));
+  }
+  std::string host = listen_address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  const std::string port_text = std::to_string(wanted_port);
+  const int gai =
+      getaddrinfo(host.empty() ? nullptr : host.c_str(), port_text.c_str(), &hints, &found);
+  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> list(found, &freeaddrinfo);
+  if (gai != 0 || found == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("TCP address \"", shown, "\": cannot resolve: ",
+                                                   gai != 0 ? gai_strerror(gai) : "no address"));
+  }
+  const int fd = socket(found->ai_family, found->ai_socktype | SOCK_CLOEXEC, found->ai_protocol);
+  if (fd < 0)
+    return absl::InternalError(absl::StrCat("socket: ", ErrnoText(errno)));
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (bind(fd, found->ai_addr, found->ai_addrlen) != 0) {
+    const int e = errno;
+    close(fd);
+    return absl::UnavailableError(absl::StrCat("bind ", shown, ": ", ErrnoText(e)));
+  }
+  sockaddr_storage bound{};
+  socklen_t len = sizeof(bound);
+  if (listen(fd, 128) != 0 || getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len) != 0) {
+    const int e = errno;
+    close(fd);
+    return absl::InternalError(absl::StrCat("listen ", shown, ": ", ErrnoText(e)));
+  }
+  port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                           : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  return fd;
+}
 
 }  // namespace
 
@@ -93,65 +188,43 @@ struct MhdCallbacks {
 
 absl::StatusOr<std::unique_ptr<UnixHttpServer>> UnixHttpServer::Start(Options options,
                                                                       HttpHandler handler) {
-  sockaddr_un addr{};
-  if (options.socket_path.empty() || options.socket_path.size() >= sizeof(addr.sun_path)) {
-    return absl::InvalidArgumentError(absl::StrCat("socket path \"", options.socket_path,
-                                                   "\": empty or longer than ",
-                                                   sizeof(addr.sun_path) - 1, " bytes"));
-  }
-  struct stat st {};
-  if (lstat(options.socket_path.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) {
-      return absl::AlreadyExistsError(
-          absl::StrCat(options.socket_path, " exists and is not a socket; not replacing it"));
-    }
-    unlink(options.socket_path.c_str());  // a stale socket from an earlier run
-  }
+  if (options.socket_path.empty() == options.tcp_listen.empty())
+    return absl::InvalidArgumentError("give exactly one of a socket path and a TCP address");
   std::unique_ptr<UnixHttpServer> server(
       new UnixHttpServer(std::move(options), std::move(handler)));
   const Options& o = server->options_;
-  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0)
-    return absl::InternalError(absl::StrCat("socket: ", ErrnoText(errno)));
-  server->listen_fd_ = fd;
-  addr.sun_family = AF_UNIX;
-  memcpy(addr.sun_path, o.socket_path.data(), o.socket_path.size());
-  // Created with the final mode: no window where the socket is more open than asked.
-  const mode_t old_umask = umask(static_cast<mode_t>(~o.mode) & 0777);
-  const int bound = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  const int bind_errno = errno;
-  umask(old_umask);
-  if (bound != 0) {
-    return absl::UnavailableError(
-        absl::StrCat("bind ", o.socket_path, ": ", ErrnoText(bind_errno)));
+  if (!o.socket_path.empty()) {
+    PML_ASSIGN_OR_RETURN(server->listen_fd_, BindUnix(o.socket_path, o.mode));
+  } else {
+    PML_ASSIGN_OR_RETURN(server->listen_fd_, BindTcp(o.tcp_listen, server->port_));
   }
-  chmod(o.socket_path.c_str(), o.mode);
-  if (listen(fd, 128) != 0)
-    return absl::InternalError(absl::StrCat("listen: ", ErrnoText(errno)));
+  // From here on the framing, limits and timeouts are the same for both kinds of listener.
+  const std::string& where = o.socket_path.empty() ? o.tcp_listen : o.socket_path;
   server->daemon_ = MHD_start_daemon(
       MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, nullptr, nullptr,
-      &MhdCallbacks::Access, server.get(), MHD_OPTION_LISTEN_SOCKET, fd,
+      &MhdCallbacks::Access, server.get(), MHD_OPTION_LISTEN_SOCKET, server->listen_fd_,
       MHD_OPTION_NOTIFY_COMPLETED, &MhdCallbacks::Completed, nullptr, MHD_OPTION_THREAD_POOL_SIZE,
       static_cast<unsigned>(o.threads), MHD_OPTION_CONNECTION_TIMEOUT,
       static_cast<unsigned>(absl::ToInt64Seconds(o.connection_timeout)),
       MHD_OPTION_CONNECTION_LIMIT, o.max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
       static_cast<size_t>(64 * 1024), MHD_OPTION_END);
-  if (server->daemon_ == nullptr) {
-    return absl::InternalError(absl::StrCat("libmicrohttpd did not start on ", o.socket_path));
-  }
+  if (server->daemon_ == nullptr)
+    return absl::InternalError(absl::StrCat("libmicrohttpd did not start on ", where));
   return server;
 }
 
 void UnixHttpServer::Stop() {
+  if (listen_fd_ < 0)
+    return;
   if (daemon_ != nullptr) {
-    MHD_stop_daemon(daemon_);
+    MHD_stop_daemon(daemon_);  // waits for handlers in flight; closes the listening socket too
     daemon_ = nullptr;
+  } else {
+    close(listen_fd_);  // bound, but the daemon never started
   }
-  if (listen_fd_ >= 0) {
-    close(listen_fd_);
-    listen_fd_ = -1;
+  listen_fd_ = -1;
+  if (!options_.socket_path.empty())
     unlink(options_.socket_path.c_str());
-  }
 }
 
 UnixHttpServer::~UnixHttpServer() { Stop(); }

@@ -1,11 +1,14 @@
 #pragma once
-// A small HTTP/1.1 server on a unix socket (libmicrohttpd), for the dstack-compatible guest APIs
-// (`dstack.sock`, `tappd.sock`). Requests are buffered up to Options::max_body_bytes and handed to
-// one handler; everything about HTTP framing, slow or half-sent requests, oversized bodies (413
-// before reading them), clients that disconnect mid-response, and timeouts is libmicrohttpd's job.
+// A small HTTP/1.1 server (libmicrohttpd) for the dstack-compatible guest APIs: on a unix socket
+// (`dstack.sock`, `tappd.sock`) or on a TCP address (`--dstack-http-listen`, the public subset
+// reached through a forwarded port). Requests are buffered up to Options::max_body_bytes and
+// handed to one handler; everything about HTTP framing, slow or half-sent requests, oversized
+// bodies (413 before reading them), clients that disconnect mid-response, and timeouts is
+// libmicrohttpd's job, the same for both kinds of listener (same limits and timeouts).
 //
-// The socket file is created with Options::mode (default 0660) after removing a stale socket
-// (never another kind of file), and removed on Stop.
+// A unix socket file is created with Options::mode (default 0660) after removing a stale socket
+// (never another kind of file), and removed on Stop. A TCP listener sets SO_REUSEADDR and
+// serves plain HTTP (no TLS): give it only handlers whose answers are public.
 //
 // Thread-safety: the handler runs concurrently on the server's thread pool and must be
 // thread-safe. Start/Stop are not thread-safe with each other.
@@ -41,17 +44,23 @@ using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 class UnixHttpServer {
  public:
   struct Options {
+    // Exactly one of the two: a unix socket path, or a TCP address "HOST:PORT" (HOST an IPv4
+    // address, "[IPv6]", a name that resolves (its first address), or "" for every interface;
+    // PORT 0 picks a free port, see port()).
     std::string socket_path;
-    mode_t mode = 0660;
+    std::string tcp_listen;
+    mode_t mode = 0660;  // unix socket only
     size_t max_body_bytes = 1 << 20;
     int threads = 4;
     absl::Duration connection_timeout = absl::Seconds(30);
     unsigned max_connections = 256;
   };
 
-  // Binds and starts serving. kInvalidArgument for a socket path that is too long for sun_path;
-  // kAlreadyExists when the path exists and is not a socket; kInternal / kUnavailable with the
-  // system's reason otherwise.
+  // Binds and starts serving. kInvalidArgument for neither or both of socket_path and tcp_listen,
+  // a socket path that is too long for sun_path, or a tcp_listen that is not HOST:PORT or does
+  // not resolve; kAlreadyExists when the socket path exists and is not a socket; kUnavailable
+  // when the address cannot be bound (in use, not local); kInternal with the system's reason
+  // otherwise.
   static absl::StatusOr<std::unique_ptr<UnixHttpServer>> Start(Options options,
                                                                HttpHandler handler);
   ~UnixHttpServer();  // Stop()
@@ -62,6 +71,8 @@ class UnixHttpServer {
   void Stop();
 
   const std::string& socket_path() const { return options_.socket_path; }
+  // The bound TCP port (the chosen one for port 0); 0 for a unix socket.
+  int port() const { return port_; }
 
  private:
   UnixHttpServer(Options options, HttpHandler handler)
@@ -72,6 +83,7 @@ class UnixHttpServer {
   const HttpHandler handler_;
   MHD_Daemon* daemon_ = nullptr;
   int listen_fd_ = -1;
+  int port_ = 0;
 };
 
 }  // namespace pml::guest

@@ -1,5 +1,6 @@
 #include "services/guest-agent/unix_http.h"
 
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -37,9 +38,21 @@ int Connect(const std::string& path) {
   return fd;
 }
 
-// Sends `raw` and reads until the peer closes (Connection: close) or `max` bytes.
-std::string Exchange(const std::string& path, const std::string& raw) {
-  const int fd = Connect(path);
+int ConnectTcp(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Sends `raw` on `fd` and reads until the peer closes (Connection: close); closes `fd`.
+std::string ExchangeOn(int fd, const std::string& raw) {
   if (fd < 0)
     return "connect failed";
   size_t off = 0;
@@ -58,10 +71,22 @@ std::string Exchange(const std::string& path, const std::string& raw) {
   return out;
 }
 
+std::string Exchange(const std::string& path, const std::string& raw) {
+  return ExchangeOn(Connect(path), raw);
+}
+
+std::string PostRequest(const std::string& url, const std::string& body) {
+  return absl::StrCat("POST ", url, " HTTP/1.1\r\nHost: localhost\r\n",
+                      "Content-Type: application/json\r\nContent-Length: ", body.size(),
+                      "\r\nConnection: close\r\n\r\n", body);
+}
+
 std::string Post(const std::string& path, const std::string& url, const std::string& body) {
-  return Exchange(path, absl::StrCat("POST ", url, " HTTP/1.1\r\nHost: localhost\r\n",
-                                     "Content-Type: application/json\r\nContent-Length: ",
-                                     body.size(), "\r\nConnection: close\r\n\r\n", body));
+  return Exchange(path, PostRequest(url, body));
+}
+
+std::string PostTcp(int port, const std::string& url, const std::string& body) {
+  return ExchangeOn(ConnectTcp(port), PostRequest(url, body));
 }
 
 class UnixHttpTest : public ::testing::Test {
@@ -74,9 +99,10 @@ class UnixHttpTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
-  std::unique_ptr<UnixHttpServer> StartEcho(size_t max_body = 1 << 20) {
+  std::unique_ptr<UnixHttpServer> StartEcho(size_t max_body = 1 << 20,
+                                            const std::string& tcp_listen = "") {
     UnixHttpServer::Options o;
-    o.socket_path = path_;
+    (tcp_listen.empty() ? o.socket_path : o.tcp_listen) = tcp_listen.empty() ? path_ : tcp_listen;
     o.max_body_bytes = max_body;
     o.connection_timeout = absl::Seconds(2);
     auto s = UnixHttpServer::Start(o, [this](const HttpRequest& r) {
@@ -167,6 +193,59 @@ TEST_F(UnixHttpTest, ReplacesAStaleSocketButNeverAFile) {
   o.socket_path = std::string(200, 'x');
   EXPECT_THAT(UnixHttpServer::Start(o, [](const HttpRequest&) { return HttpResponse{}; }),
               StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+}
+
+TEST_F(UnixHttpTest, TcpListenerServesWithTheSameFramingAndLimits) {
+  auto s = StartEcho(1024, "127.0.0.1:0");
+  ASSERT_NE(s, nullptr);
+  ASSERT_GT(s->port(), 0);
+  EXPECT_TRUE(s->socket_path().empty());
+  const std::string r = PostTcp(s->port(), "/Info?q", "{}");
+  EXPECT_THAT(r, HasSubstr("HTTP/1.1 200"));
+  EXPECT_THAT(r, HasSubstr("{\"path\":\"/Info\",\"len\":2}"));
+  EXPECT_THAT(PostTcp(s->port(), "/x", std::string(4096, 'a')), HasSubstr("413"));
+  // A half-sent request does not stop it.
+  const int fd = ConnectTcp(s->port());
+  ASSERT_GE(fd, 0);
+  const std::string half = "POST /GetQuote HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"rep";
+  ASSERT_EQ(write(fd, half.data(), half.size()), static_cast<ssize_t>(half.size()));
+  close(fd);
+  EXPECT_THAT(PostTcp(s->port(), "/ok", "{}"), HasSubstr("200"));
+  EXPECT_EQ(calls_.load(), 2);
+  const int port = s->port();
+  s->Stop();
+  EXPECT_EQ(ConnectTcp(port), -1);  // stopped: nothing listens there any more
+}
+
+TEST_F(UnixHttpTest, BadOrBusyTcpAddressesAreRefused) {
+  auto busy = StartEcho(1024, "127.0.0.1:0");
+  ASSERT_NE(busy, nullptr);
+  const HttpHandler h = [](const HttpRequest&) { return HttpResponse{}; };
+  struct Case {
+    const char* name;
+    std::string socket_path;
+    std::string tcp_listen;
+    absl::StatusCode code;
+    const char* message;
+  } cases[] = {
+      {"neither", "", "", absl::StatusCode::kInvalidArgument, "exactly one"},
+      {"both", path_ + "2", "127.0.0.1:0", absl::StatusCode::kInvalidArgument, "exactly one"},
+      {"no port", "", "127.0.0.1", absl::StatusCode::kInvalidArgument, "HOST:PORT"},
+      {"port too large", "", "127.0.0.1:65536", absl::StatusCode::kInvalidArgument, "HOST:PORT"},
+      {"port not a number", "", "127.0.0.1:http", absl::StatusCode::kInvalidArgument, "HOST:PORT"},
+      {"unresolvable", "", "no such host .invalid:80", absl::StatusCode::kInvalidArgument,
+       "cannot resolve"},
+      {"in use", "", absl::StrCat("127.0.0.1:", busy->port()), absl::StatusCode::kUnavailable,
+       "bind"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    UnixHttpServer::Options o;
+    o.socket_path = c.socket_path;
+    o.tcp_listen = c.tcp_listen;
+    EXPECT_THAT(UnixHttpServer::Start(o, h), StatusIs(c.code, HasSubstr(c.message)));
+  }
+  EXPECT_THAT(PostTcp(busy->port(), "/still", "{}"), HasSubstr("200"));
 }
 
 }  // namespace

@@ -25,7 +25,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "lib/core/file.h"
 #include "lib/core/hex.h"
+#include "lib/core/json_depth.h"
 #include "lib/core/status.h"
 #include "lib/crypto/hash.h"
 #include "lib/crypto/ossl.h"
@@ -80,62 +82,9 @@ fs::path ToPath(absl::string_view s) { return fs::path(s.begin(), s.end()); }
 // strerror is not thread-safe; the error category's message is.
 std::string ErrnoText(int err) { return std::generic_category().message(err); }
 
-absl::Status ErrnoStatus(int err, absl::string_view what, absl::string_view path) {
-  const std::string msg = absl::StrCat(what, " ", path, ": ", ErrnoText(err));
-  switch (err) {
-    case ENOENT:
-    case ENOTDIR:
-      return absl::NotFoundError(msg);
-    case EACCES:
-    case EPERM:
-      return absl::PermissionDeniedError(msg);
-    default:
-      return absl::InternalError(msg);
-  }
-}
-
-// Reads a regular file of at most `max_bytes`. Unlike core::ReadFile it opens non-blocking and
-// refuses anything but a regular file, so a FIFO or device planted in a fake or hostile tree
-// cannot hang or flood the reader. kNotFound, kPermissionDenied, kFailedPrecondition (not a
-// regular file), kInvalidArgument (too large), kInternal.
-absl::StatusOr<std::string> ReadSmallFile(const std::string& path, size_t max_bytes) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-  if (fd < 0) {
-    return ErrnoStatus(errno, "cannot open", path);
-  }
-  absl::Cleanup closer = [fd] { ::close(fd); };
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    return ErrnoStatus(errno, "cannot stat", path);
-  }
-  if (!S_ISREG(st.st_mode)) {
-    return absl::FailedPreconditionError(absl::StrCat(path, " is not a regular file"));
-  }
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return ErrnoStatus(errno, "cannot read", path);
-    }
-    if (n == 0) {
-      break;
-    }
-    if (out.size() + static_cast<size_t>(n) > max_bytes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("file ", path, " is larger than ", max_bytes, " bytes"));
-    }
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
-}
-
 // A sysfs attribute, surrounding whitespace stripped; nullopt when it cannot be read.
 std::optional<std::string> ReadAttr(const fs::path& p, size_t max_bytes = kMaxSysfsAttributeBytes) {
-  auto s = ReadSmallFile(p.string(), max_bytes);
+  auto s = core::ReadRegularFile(p.string(), max_bytes);
   if (!s.ok()) {
     return std::nullopt;
   }
@@ -478,36 +427,6 @@ std::optional<uint64_t> NodeMemTotalKib(absl::string_view meminfo, int id) {
 
 // ----- images -----
 
-// True when no object/array in `text` nests deeper than `max_depth` (bounds recursion in
-// nlohmann's destructor and in anything walking the result).
-bool WithinDepth(absl::string_view text, int max_depth) {
-  int depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (const char c : text) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > max_depth) {
-        return false;
-      }
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
-  }
-  return true;
-}
-
 bool IsLowerHex(absl::string_view s) {
   return std::all_of(s.begin(), s.end(),
                      [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
@@ -623,7 +542,7 @@ absl::StatusOr<std::vector<ImageFileInfo>> ParseFiles(const Json& j) {
 // Fills `info` from metadata.json's text, checking everything that needs no other file. The
 // message names the failed field.
 absl::Status ParseMetadataInto(absl::string_view text, ImageInfo& info) {
-  if (!WithinDepth(text, kMaxJsonDepth)) {
+  if (!core::JsonDepthWithin(text, kMaxJsonDepth)) {
     return absl::InvalidArgumentError(absl::StrCat("nests deeper than ", kMaxJsonDepth, " levels"));
   }
   const Json j = Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
@@ -789,7 +708,7 @@ absl::StatusOr<std::vector<NumaNodeInfo>> ReadNumaNodes(absl::string_view sysfs_
         cpus.has_value() && IsValidCpuList(*cpus)) {
       node.cpus = *cpus;
     }
-    if (auto meminfo = ReadSmallFile((e.path() / "meminfo").string(), kMaxNodeFileBytes);
+    if (auto meminfo = core::ReadRegularFile((e.path() / "meminfo").string(), kMaxNodeFileBytes);
         meminfo.ok()) {
       node.memory_mib = NodeMemTotalKib(*meminfo, node.id).value_or(0) / 1024;
     }
@@ -806,7 +725,7 @@ absl::StatusOr<std::vector<NumaNodeInfo>> ReadNumaNodes(absl::string_view sysfs_
 
 absl::StatusOr<uint64_t> DefaultHugepageSizeKib(absl::string_view proc_meminfo_path) {
   PML_ASSIGN_OR_RETURN(const std::string text,
-                       ReadSmallFile(Str(proc_meminfo_path), kMaxNodeFileBytes));
+                       core::ReadRegularFile(Str(proc_meminfo_path), kMaxNodeFileBytes));
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     if (!absl::StartsWith(line, "Hugepagesize:")) {
       continue;
@@ -938,7 +857,7 @@ ImageInfo ImageCatalog::Load(const std::string& name, std::set<std::string>* see
     return info;
   }
   const std::string metadata_path = (fs::path(info.dir) / "metadata.json").string();
-  absl::StatusOr<std::string> text = ReadSmallFile(metadata_path, kMaxImageMetadataBytes);
+  absl::StatusOr<std::string> text = core::ReadRegularFile(metadata_path, kMaxImageMetadataBytes);
   if (!text.ok()) {
     info.error = absl::IsNotFound(text.status())
                      ? "metadata.json is missing"

@@ -21,7 +21,17 @@ provider, two simulated GPUs), driven by the real @phala/dstack-sdk from npm
    PERMISSION_DENIED;
  - 100 concurrent EmitEvent calls leave a log that replays exactly to RTMR3; bad input (oversized
    body, half-sent request, non-hex, unknown algorithm, bad alt name, boot event name) gets a clear
-   error and the agent keeps serving.
+   error and the agent keeps serving;
+ - --dstack-http-listen (issue 9: the host reaches the guest only through a forwarded TCP port):
+   the SDK's DstackClient('http://127.0.0.1:PORT') gets a quote for fresh report data, which
+   `pmlctl verify quote` verifies, and info(); getKey/getTlsKey/emitEvent/sign answer 403 with a
+   JSON error and leave the log alone;
+ - `pml-guest-agent tls-key` writes a key (0600) and a chain that `openssl verify` accepts, with
+   the RA-TLS quote binding the key under --ra-tls and none without; errors are one line, exit 1;
+ - the KMS key provider without kms-root-ca.pem in the config dir (what the VMM delivers): the
+   agent fetches the identity CA from a real pml-kms (kms_urls "https://...") and boots with its
+   keys when its SPKI is the app's key_provider_id; a CVM pinning another SPKI refuses to boot,
+   naming both values, and the KMS never sees its evidence.
 
 Run: PML_BUILD_DIR=build /usr/bin/python3 tests/integration/guest_agent_test.py
 """
@@ -29,6 +39,7 @@ import hashlib
 import importlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -53,8 +64,9 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 NODE_DIR = os.path.join(ROOT, "tests", "node")
 
 subprocess.run(["protoc", f"-I{ROOT}/proto", "-I/usr/include", f"--python_out={GEN}",
-                "pml/guest/v1/guest.proto"], check=True)
+                "pml/guest/v1/guest.proto", "pml/kms/v1/kms.proto"], check=True)
 gpb = importlib.import_module("pml.guest.v1.guest_pb2")
+kpb = importlib.import_module("pml.kms.v1.kms_pb2")
 evpb = importlib.import_module("pml.common.v1.evidence_pb2")
 GUEST_SVC = "/pml.guest.v1.GuestAgent/"
 
@@ -94,6 +106,48 @@ def http(sock_path, path, body, raw=None, timeout=20):
     return status, payload
 
 
+def tcp_http(port, path, body, timeout=20):
+    """POST over TCP (the --dstack-http-listen listener): (status, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        data = body.encode()
+        s.sendall((f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+                   f"\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n").encode()
+                  + data)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    head, _, payload = out.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), payload
+
+
+# The SDK over TCP, as a host-side client reaches a CVM through QEMU's forwarded port. Prints one
+# JSON line; each call's outcome is recorded rather than asserted, so python checks every one.
+SDK_TCP_JS = r"""
+const { DstackClient } = require('@phala/dstack-sdk');
+const client = new DstackClient(process.env.ENDPOINT);
+async function outcome(fn) {
+  try { return { ok: true, value: await fn() }; } catch (e) { return { ok: false, error: String(e) }; }
+}
+(async () => {
+  const out = {};
+  const q = await client.getQuote(Buffer.from(process.env.REPORT_DATA, 'hex'));
+  out.quote = q.quote;
+  out.event_log = q.event_log;
+  out.replayed = q.replayRtmrs();
+  out.info = await client.info();
+  out.version = await client.version();
+  out.get_key = await outcome(() => client.getKey('wallet/eth', 'signing'));
+  out.get_tls_key = await outcome(() => client.getTlsKey({ subject: 'x', usageRaTls: true }));
+  out.emit_event = await outcome(() => client.emitEvent('tcp-event', 'payload'));
+  out.sign = await outcome(() => client.sign('ed25519', 'message'));
+  console.log(JSON.stringify(out));
+})().catch((e) => { console.log(JSON.stringify({ fatal: String(e && e.stack || e) })); process.exit(1); });
+"""
+
+
 def replay(digests):
     mr = bytes(48)
     for d in digests:
@@ -113,6 +167,14 @@ def quote_rtmr3(quote):
 
 def quote_report_data(quote):
     return quote[48 + 520:48 + 584]
+
+
+def pem_certificates(pem):
+    """Every certificate of a PEM bundle, in order (python3-cryptography 38 has no
+    load_pem_x509_certificates)."""
+    marker = b"-----END CERTIFICATE-----"
+    blocks = [b + marker for b in pem.split(marker) if b"-----BEGIN CERTIFICATE-----" in b]
+    return [x509.load_pem_x509_certificate(b) for b in blocks]
 
 
 def der_octet_string(der):
@@ -170,10 +232,12 @@ class GuestAgentTest(unittest.TestCase):
         cls.tappd = os.path.join(d, "tappd.sock")
         cls.grpc_sock = os.path.join(d, "guest.sock")
         # Serve-only flags; `boot` in front runs the boot sequence first (its options fall through).
+        cls.http_port = harness.free_port()
         cls.args = ["--tee", "simulated", "--state-dir", os.path.join(d, "agent-state"),
                     "--app-compose", cls.compose, "--dstack-socket", cls.dstack,
                     "--tappd-socket", cls.tappd, "--key-provider", "local-dev",
-                    "--gpus", "simulated:2", "--grpc-socket", cls.grpc_sock]
+                    "--gpus", "simulated:2", "--grpc-socket", cls.grpc_sock,
+                    "--dstack-http-listen", f"127.0.0.1:{cls.http_port}"]
         cls.svc = cls.stack.start("guest-agent", extra_args=["boot", *cls.args])
 
     @classmethod
@@ -410,7 +474,8 @@ class GuestAgentTest(unittest.TestCase):
         keys.add(spki_der(dkey.public_key()))
         self.assertEqual(len(keys), 3)
 
-    def appraise(self, bundle, report_data, **policy_changes):
+    def verifier(self):
+        """The stack's pml-verifier (trusting the simulated TEE, with its collateral)."""
         if "verifier" not in self.stack.services:
             svc = self.stack.start("verifier", extra_args=[
                 "--collateral-cache-dir", os.path.join(self.stack.dir, "verifier-cache"),
@@ -418,8 +483,12 @@ class GuestAgentTest(unittest.TestCase):
                 "--trust-simulated-tee"])
             with channel(self.stack, svc) as ch:
                 call(ch, "RefreshCollateral", att.RefreshCollateralRequest(
-                    import_collateral_json=simulated_collateral(bundle.tdx_quote).encode()),
+                    import_collateral_json=simulated_collateral().encode()),
                      att.RefreshCollateralResponse)
+        return self.stack.services["verifier"]
+
+    def appraise(self, bundle, report_data, **policy_changes):
+        self.verifier()
         policy = {"allow_any_os": True, "allowed_compose_hashes": [self.compose_hash.hex()],
                   "allowed_app_ids": [self.compose_hash[:20].hex()], "allow_simulated": True,
                   "allowed_image_variants": ["production", "development"],
@@ -622,6 +691,244 @@ class GuestAgentTest(unittest.TestCase):
                                      (role, method))
         _, log_after = self.quote()
         self.assertEqual(log_after, log_before, "a denied EmitEvent changed the log")
+
+    def test_8_sdk_over_tcp_serves_quotes_and_refuses_key_material(self):
+        endpoint = f"http://127.0.0.1:{self.http_port}"
+        rd = os.urandom(64)
+        _, log_before = self.quote()
+        r = subprocess.run(["node", "-e", SDK_TCP_JS], cwd=NODE_DIR, capture_output=True,
+                           text=True, timeout=120,
+                           env={**os.environ, "ENDPOINT": endpoint, "REPORT_DATA": rd.hex()})
+        lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
+        self.assertTrue(lines, r.stdout + r.stderr)
+        out = json.loads(lines[-1])
+        self.assertNotIn("fatal", out, out.get("fatal"))
+        # getQuote: the fresh report data, a log that replays, a quote pmlctl verifies.
+        quote = bytes.fromhex(out["quote"])
+        self.assertEqual(quote_report_data(quote), rd)
+        self.assertEqual(out["replayed"][3], quote_rtmr3(quote))
+        self.assertEqual(replay_log(out["event_log"]), quote_rtmr3(quote))
+        rc, res = self.pmlctl_verify(quote, "--trust-simulated-tee")
+        self.assertEqual(rc, 0, res)
+        self.assertTrue(res["verified"], res)
+        self.assertEqual(res["td_report"]["report_data"], rd.hex())
+        # info(): the app's identity, parsed by the SDK.
+        self.assertEqual(out["info"]["compose_hash"], self.compose_hash.hex())
+        self.assertEqual(out["info"]["app_id"], self.compose_hash[:20].hex())
+        self.assertEqual(out["info"]["tcb_info"]["compose_hash"], self.compose_hash.hex())
+        self.assertTrue(out["version"]["version"])
+        # Key material and RTMR3 writes stay on the unix socket. The SDK throws on getKey (no key
+        # in the answer) and hands back getTlsKey's error object; emitEvent and sign ignore the
+        # answer, so the raw calls below and the unchanged log are what show those refused.
+        self.assertFalse(out["get_key"]["ok"], out["get_key"])
+        tls = out["get_tls_key"]
+        if tls["ok"]:
+            self.assertIn("not served on the TCP listener", tls["value"].get("error", ""), tls)
+            self.assertNotIn("key", tls["value"])
+            self.assertNotIn("certificate_chain", tls["value"])
+        for name in ("emit_event", "sign"):
+            self.assertNotIn("signature", json.dumps(out[name].get("value")), name)
+        refused = {"/GetKey": {"path": "wallet/eth"}, "/GetTlsKey": {"subject": "x"},
+                   "/EmitEvent": {"event": "tcp", "payload": "00"},
+                   "/Sign": {"algorithm": "ed25519", "data": "00"},
+                   "/Verify": {}, "/prpc/Tappd.DeriveKey": {"path": "svc"},
+                   "/prpc/Tappd.RawQuote": {}, "/getkey": {}, "/GetQuote/../GetKey": {}}
+        for path, body in refused.items():
+            st, payload = tcp_http(self.http_port, path, json.dumps(body))
+            self.assertEqual(st, 403, (path, payload))
+            err = json.loads(payload)["error"]
+            self.assertIn("not served on the TCP listener: key material never leaves the guest; "
+                          "use the unix socket", err, path)
+            self.assertEqual(set(json.loads(payload)), {"error"}, path)
+        for path, body in {"/Info": {}, "/Version": {}, "/Attest": {"report_data": rd.hex()},
+                           "/prpc/Tappd.TdxQuote": {"report_data": "00"},
+                           "/prpc/Tappd.Info": {}}.items():
+            st, payload = tcp_http(self.http_port, path, json.dumps(body))
+            self.assertEqual(st, 200, (path, payload))
+        # The refused EmitEvents changed nothing: only the quotes' own reads happened.
+        _, log_after = self.quote()
+        self.assertEqual(log_after, log_before, "an EmitEvent over TCP reached the log")
+        # The unix socket still serves keys.
+        st, body = http(self.dstack, "/GetKey", json.dumps({"path": "wallet/eth"}))
+        self.assertEqual(st, 200, body)
+
+    def tls_key(self, *args):
+        return subprocess.run([harness.binary(harness.SERVICES["guest-agent"][0]), "tls-key",
+                               *args], capture_output=True, text=True, timeout=60)
+
+    def test_9_tls_key_subcommand_writes_a_chain_openssl_verifies(self):
+        d = tempfile.mkdtemp(dir=self.stack.dir)
+        key_out, cert_out = os.path.join(d, "key.pem"), os.path.join(d, "chain.pem")
+        r = self.tls_key("--dstack-socket", self.dstack, "--subject", "demo.local",
+                         "--alt-name", "demo.local", "--alt-name", "127.0.0.1", "--ra-tls",
+                         "--key-out", key_out, "--cert-out", cert_out)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(r.stdout + r.stderr, "")
+        self.assertEqual(os.stat(key_out).st_mode & 0o777, 0o600)
+        with open(cert_out) as f:
+            chain_pem = f.read()
+        certs = pem_certificates(chain_pem.encode())
+        self.assertEqual(len(certs), 3)
+        leaf, appca, root = certs
+        # `openssl verify`: the leaf chains to the root through the app CA, leaf first in the file.
+        files = {}
+        for name, c in (("appca", appca), ("root", root)):
+            files[name] = os.path.join(d, name + ".pem")
+            with open(files[name], "wb") as f:
+                f.write(c.public_bytes(serialization.Encoding.PEM))
+        r = subprocess.run(["openssl", "verify", "-CAfile", files["root"], "-untrusted",
+                            files["appca"], cert_out], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(r.stdout.strip(), f"{cert_out}: OK")
+        with open(key_out, "rb") as f:
+            key = serialization.load_pem_private_key(f.read(), password=None)
+        self.assertEqual(spki_der(key.public_key()), spki_der(leaf.public_key()))
+        self.assertEqual(leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value,
+                         "demo.local")
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        self.assertEqual(san.get_values_for_type(x509.DNSName), ["demo.local"])
+        self.assertEqual([str(a) for a in san.get_values_for_type(x509.IPAddress)], ["127.0.0.1"])
+        # --ra-tls: the quote in the leaf binds its key, and its log replays.
+        quote = ext_bytes(leaf, OID_QUOTE)
+        self.assertEqual(quote_report_data(quote),
+                         hashlib.sha512(b"ratls-cert:" + spki_der(leaf.public_key())).digest())
+        self.assertEqual(replay_log(ext_bytes(leaf, OID_EVENT_LOG).decode()), quote_rtmr3(quote))
+        self.assertEqual(ext_bytes(leaf, OID_APP_ID), self.compose_hash[:20])
+        rc, res = self.pmlctl_verify(quote, "--trust-simulated-tee")
+        self.assertEqual(rc, 0, res)
+
+        # Without --ra-tls: a fresh key, same app CA, no quote.
+        r = self.tls_key("--dstack-socket", self.dstack, "--subject", "plain.local",
+                         "--key-out", key_out, "--cert-out", cert_out)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        with open(cert_out, "rb") as f:
+            plain = pem_certificates(f.read())
+        self.assertEqual(plain[1], appca)
+        self.assertNotEqual(spki_der(plain[0].public_key()), spki_der(leaf.public_key()))
+        with self.assertRaises(x509.ExtensionNotFound):
+            plain[0].extensions.get_extension_for_oid(OID_QUOTE)
+
+        # Errors: one line, exit 1, nothing written.
+        for args, needle in (
+                (["--dstack-socket", os.path.join(d, "missing.sock"), "--subject", "x"],
+                 "missing.sock"),
+                (["--dstack-socket", self.dstack, "--subject", "x", "--alt-name", "a b"],
+                 "alt_names")):
+            out_key = os.path.join(d, "never.key")
+            r = self.tls_key(*args, "--key-out", out_key, "--cert-out", os.path.join(d, "n.pem"))
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertEqual(r.stdout, "")
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+            self.assertTrue(r.stderr.startswith("pml-guest-agent tls-key: error: "), r.stderr)
+            self.assertIn(needle, r.stderr)
+            self.assertFalse(os.path.exists(out_key))
+        r = self.tls_key("--dstack-socket", self.dstack, "--key-out", key_out)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("--subject", r.stdout + r.stderr)
+
+    def start_kms(self):
+        if "kms" in self.stack.services:
+            return self.stack.services["kms"], self.kms_guest_port
+        verifier = self.verifier()
+        pki = self.stack.pki
+        type(self).kms_guest_port = harness.free_port()
+        kms = self.stack.start("kms", extra_args=[
+            "--state-dir", os.path.join(self.stack.dir, "kms-state"),
+            "--guest-listen", f"127.0.0.1:{self.kms_guest_port}",
+            "--verifier", verifier.addr, "--verifier-cert", os.path.join(pki, "kms.pem"),
+            "--verifier-key", os.path.join(pki, "kms.key")])
+        return kms, self.kms_guest_port
+
+    def boot_kms_agent(self, name, compose_text, kms_port):
+        """Boots an agent from a config dir as the VMM writes it: app-compose.json and
+        .sys-config.json (kms_urls as https:// URLs), no kms-root-ca.pem. Returns (proc or None
+        when it exited, its log, its dir)."""
+        d = os.path.join(self.stack.dir, "kms-agent-" + name)
+        os.makedirs(os.path.join(d, "config"))
+        with open(os.path.join(d, "config", "app-compose.json"), "w") as f:
+            f.write(compose_text)
+        with open(os.path.join(d, "config", ".sys-config.json"), "w") as f:
+            json.dump({"kms_urls": [f"https://127.0.0.1:{kms_port}"],
+                       "vm_config": json.dumps({"cpu_count": 1})}, f)
+        ready, log_path = os.path.join(d, "ready.json"), os.path.join(d, "agent.log")
+        args = [harness.binary(harness.SERVICES["guest-agent"][0]), "--grpc-socket",
+                os.path.join(d, "guest.sock"), "--metrics-listen", "", "--ready-file", ready,
+                "boot", "--tee", "simulated", "--state-dir", os.path.join(d, "state"),
+                "--config-dir", os.path.join(d, "config"), "--dstack-socket",
+                os.path.join(d, "dstack.sock")]
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        harness.wait_for(lambda: proc.poll() is not None or os.path.exists(ready), 90,
+                         f"agent {name} to boot or exit")
+        with open(log_path) as f:
+            text = f.read()
+        if proc.poll() is not None:
+            return None, text, d
+        self.addCleanup(lambda: (proc.send_signal(signal.SIGTERM), proc.wait(timeout=20)))
+        return proc, text, d
+
+    def test_9b_kms_root_ca_is_fetched_from_the_kms_and_checked_against_the_pin(self):
+        kms, kms_port = self.start_kms()
+        with channel(self.stack, kms) as ch:
+            info = ch.unary_unary("/pml.kms.v1.KmsAdmin/GetKmsInfo",
+                                  request_serializer=lambda m: m.SerializeToString(),
+                                  response_deserializer=kpb.GetKmsInfoResponse.FromString)(
+                kpb.GetKmsInfoRequest(), timeout=30)
+        kp_id = info.key_provider_id
+        # The id is the identity CA's SPKI (what the agent checks the fetched certificate against).
+        identity = x509.load_der_x509_certificate(info.identity_ca_cert)
+        self.assertEqual(spki_der(identity.public_key()).hex(), kp_id)
+
+        def compose(name, pin):
+            text = json.dumps({"name": name, "runner": "bash", "bash_script": "true",
+                               "key_provider": "kms", "key_provider_id": pin},
+                              sort_keys=True, separators=(",", ":"))
+            h = hashlib.sha256(text.encode()).hexdigest()
+            return text, h, h[:40]
+
+        def admin(method, req, resp_type):
+            with channel(self.stack, kms) as ch:
+                return ch.unary_unary("/pml.kms.v1.KmsAdmin/" + method,
+                                      request_serializer=lambda m: m.SerializeToString(),
+                                      response_deserializer=resp_type.FromString)(req, timeout=30)
+
+        text, ch_hash, app_id = compose("fetched-ca-app", kp_id)
+        policy = {"allow_any_os": True, "allowed_compose_hashes": [ch_hash],
+                  "allowed_app_ids": [app_id], "allow_simulated": True, "require_event_log": True,
+                  "allowed_image_variants": ["production", "development"]}
+        admin("PutAppPolicy", kpb.PutAppPolicyRequest(app_policy=kpb.AppPolicy(
+            app_id=bytes.fromhex(app_id), inline_policy_json=json.dumps(policy))),
+              kpb.PutAppPolicyResponse)
+        proc, log, d = self.boot_kms_agent("fetched", text, kms_port)
+        self.assertIsNotNone(proc, log[-3000:])
+        self.assertIn("kms_root_ca source=fetch", log)
+        with grpc.insecure_channel("unix:" + os.path.join(d, "guest.sock")) as ch:
+            gi = guest_call(ch, "GetInfo", gpb.GetInfoRequest(), gpb.GetInfoResponse)
+            key = guest_call(ch, "GetKey", gpb.GetKeyRequest(path="wallet", purpose="p"),
+                             gpb.GetKeyResponse)
+        self.assertEqual(gi.key_provider, gpb.KEY_PROVIDER_KIND_KMS)
+        self.assertEqual(json.loads(gi.app_info.key_provider_info), {"name": "kms", "id": kp_id})
+        self.assertEqual(len(key.key), 32)
+        released = admin("ListAuditEvents", kpb.ListAuditEventsRequest(
+            app_id=bytes.fromhex(app_id), page_size=100), kpb.ListAuditEventsResponse).events
+        self.assertEqual([e.outcome for e in released if e.action == kpb.AUDIT_ACTION_KEY_RELEASE],
+                         [kpb.AUDIT_OUTCOME_ALLOWED])
+
+        # A CVM pinning another KMS identity: the fetched CA is refused, naming both values, and
+        # the KMS never sees its evidence (bound to a policy, so a request would be audited).
+        other = spki_der(ec.generate_private_key(ec.SECP256R1()).public_key()).hex()
+        text_o, ch_o, app_o = compose("other-pin-app", other)
+        policy.update(allowed_compose_hashes=[ch_o], allowed_app_ids=[app_o])
+        admin("PutAppPolicy", kpb.PutAppPolicyRequest(app_policy=kpb.AppPolicy(
+            app_id=bytes.fromhex(app_o), inline_policy_json=json.dumps(policy))),
+              kpb.PutAppPolicyResponse)
+        proc, log, _ = self.boot_kms_agent("other-pin", text_o, kms_port)
+        self.assertIsNone(proc, "an agent pinning another KMS booted")
+        self.assertIn(f"presents identity CA ...{kp_id[-64:]}", log)
+        self.assertIn(f"key_provider_id pins ...{other[-64:]}", log)
+        events = admin("ListAuditEvents", kpb.ListAuditEventsRequest(
+            app_id=bytes.fromhex(app_o), page_size=100), kpb.ListAuditEventsResponse).events
+        self.assertEqual([e for e in events if e.action == kpb.AUDIT_ACTION_KEY_RELEASE], [])
 
 
 if __name__ == "__main__":

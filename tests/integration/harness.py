@@ -99,6 +99,22 @@ def default_args(stack, name):
     return []
 
 
+def start_simulated_verifier(stack, name="verifier"):
+    """pml-verifier trusting the SIMULATED TEE (development and tests only), offline, with the
+    simulated platform's collateral imported into its cache (pmlctl dev simulated-collateral)."""
+    from verifier_test import att, call, channel  # generates the stubs on first import
+    d = stack.dir
+    svc = stack.start(name, extra_args=[
+        "--state-dir", os.path.join(d, name), "--offline", "--trust-simulated-tee",
+        "--collateral-cache-dir", os.path.join(d, name + "-cache")])
+    collateral = os.path.join(d, "simulated-collateral.json")
+    pmlctl("dev", "simulated-collateral", "--out", collateral)
+    with open(collateral, "rb") as f, channel(stack, svc) as ch:
+        call(ch, "RefreshCollateral", att.RefreshCollateralRequest(import_collateral_json=f.read()),
+             att.RefreshCollateralResponse)
+    return svc
+
+
 class Stack:
     """A temp dir with a dev PKI and the services started in it."""
 

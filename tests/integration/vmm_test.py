@@ -28,12 +28,7 @@ BASH_COMPOSE = json.dumps({"name": "it", "runner": "bash", "bash_script": "echo 
                           sort_keys=True, separators=(",", ":"))
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+free_port = harness.free_port
 
 
 class VmmRealBootTest(unittest.TestCase):

@@ -5,7 +5,6 @@
 #include <iostream>
 #include <memory>
 #include <optional>
-#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -30,9 +29,9 @@
 #include "lib/crypto/secp256k1.h"
 #include "lib/crypto/x509.h"
 #include "lib/rpc/client.h"
-#include "lib/rpc/status_convert.h"
 #include "pml/kms/v1/kms.grpc.pb.h"
 #include "services/attestation/policy.h"
+#include "tools/pmlctl/cli_util.h"
 #include "tools/pmlctl/client_flags.h"
 
 namespace pml::pmlctl {
@@ -42,10 +41,6 @@ namespace v1 = ::pml::kms::v1;
 using AdminStub = v1::KmsAdmin::Stub;
 using ReleaseStub = v1::KeyRelease::Stub;
 using OrderedJson = nlohmann::ordered_json;
-
-constexpr int kExitOk = 0;
-constexpr int kExitRefused = 1;
-constexpr int kExitUsage = 2;
 
 constexpr size_t kAppIdBytes = 20;
 constexpr size_t kEnvPublicKeyBytes = 32;
@@ -91,34 +86,6 @@ std::string NameList(const Table& table) {
   return absl::StrJoin(names, ", ");
 }
 
-int Error(absl::string_view cmd, int code, const absl::Status& status) {
-  std::cerr << "pmlctl kms " << cmd << ": error: " << status.ToString() << "\n";
-  return code;
-}
-
-// One unary call with a `timeout_seconds` deadline; the gRPC status as an absl::Status.
-template <typename Stub, typename Req, typename Resp>
-absl::Status Call(double timeout_seconds, Stub& stub,
-                  grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
-                  const Req& req, Resp* resp) {
-  grpc::ClientContext ctx;
-  rpc::SetTimeout(ctx, absl::Seconds(timeout_seconds));
-  return rpc::FromGrpcStatus((stub.*method)(&ctx, req, resp));
-}
-
-absl::StatusOr<std::unique_ptr<AdminStub>> MakeAdminStub(const ClientFlags& flags) {
-  PML_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, Connect(flags));
-  return v1::KmsAdmin::NewStub(channel);
-}
-
-std::string Hex(const std::string& bytes) { return core::HexEncode(absl::string_view(bytes)); }
-std::string HexOrDash(const std::string& bytes) { return bytes.empty() ? "-" : Hex(bytes); }
-std::string OrDash(const std::string& s) { return s.empty() ? "-" : s; }
-
-absl::Time ToTime(const google::protobuf::Timestamp& ts) {
-  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
-}
-
 google::protobuf::Timestamp ToTimestamp(absl::Time t) {
   google::protobuf::Timestamp ts;
   const int64_t seconds = absl::ToUnixSeconds(t);
@@ -131,46 +98,6 @@ bool IsUnset(const google::protobuf::Timestamp& ts) { return ts.seconds() == 0 &
 
 OrderedJson JsonTime(const google::protobuf::Timestamp& ts) {
   return IsUnset(ts) ? OrderedJson(nullptr) : OrderedJson(FormatTimestamp(ts));
-}
-
-// Rows padded into columns two spaces apart, each line starting with `indent`.
-std::string Table(const std::vector<std::vector<std::string>>& rows, absl::string_view indent) {
-  std::vector<size_t> widths;
-  for (const auto& row : rows) {
-    widths.resize(std::max(widths.size(), row.size()), 0);
-    for (size_t i = 0; i < row.size(); ++i) {
-      widths[i] = std::max(widths[i], row[i].size());
-    }
-  }
-  std::string out;
-  for (const auto& row : rows) {
-    std::string line(indent);
-    for (size_t i = 0; i < row.size(); ++i) {
-      line += row[i];
-      if (i + 1 < row.size()) {
-        line.append(widths[i] - row[i].size() + 2, ' ');
-      }
-    }
-    absl::StripTrailingAsciiWhitespace(&line);
-    out += line + "\n";
-  }
-  return out;
-}
-
-absl::StatusOr<std::string> ReadPolicyFile(const std::string& path) {
-  if (path != "-") {
-    return core::ReadFile(path, attestation::kMaxPolicyJsonBytes);
-  }
-  std::string text;
-  char buf[4096];
-  while (std::cin.read(buf, sizeof buf) || std::cin.gcount() > 0) {
-    text.append(buf, static_cast<size_t>(std::cin.gcount()));
-    if (text.size() > attestation::kMaxPolicyJsonBytes) {
-      return absl::InvalidArgumentError(absl::StrCat("standard input holds more than ",
-                                                     attestation::kMaxPolicyJsonBytes, " bytes"));
-    }
-  }
-  return text;
 }
 
 // ---- kms policy put
@@ -187,15 +114,15 @@ struct PutOptions {
 };
 
 int RunPut(const PutOptions& o) {
-  constexpr absl::string_view kCmd = "policy put";
+  constexpr absl::string_view kCmd = "kms policy put";
   auto app_id = ParseAppIdFlag("--app-id", o.app_id);
   if (!app_id.ok()) {
-    return Error(kCmd, kExitUsage, app_id.status());
+    return PrintError(kCmd, kExitUsage, app_id.status());
   }
   if (o.verifier_policy.empty() == o.inline_policy.empty()) {
-    return Error(kCmd, kExitUsage,
-                 absl::InvalidArgumentError(
-                     "give exactly one of --verifier-policy ID and --inline-policy FILE"));
+    return PrintError(kCmd, kExitUsage,
+                      absl::InvalidArgumentError(
+                          "give exactly one of --verifier-policy ID and --inline-policy FILE"));
   }
   v1::PutAppPolicyRequest req;
   v1::AppPolicy& p = *req.mutable_app_policy();
@@ -204,40 +131,40 @@ int RunPut(const PutOptions& o) {
   req.set_expected_version(o.expected_version);
   if (!o.verifier_policy.empty()) {
     if (!attestation::IsValidPolicyId(o.verifier_policy)) {
-      return Error(kCmd, kExitUsage,
-                   absl::InvalidArgumentError(absl::StrCat(
-                       "--verifier-policy \"", absl::string_view(o.verifier_policy).substr(0, 64),
-                       "\": want 1-63 characters of [a-z0-9._-], starting with a letter or "
-                       "digit")));
+      return PrintError(
+          kCmd, kExitUsage,
+          absl::InvalidArgumentError(absl::StrCat(
+              "--verifier-policy \"", absl::string_view(o.verifier_policy).substr(0, 64),
+              "\": want 1-63 characters of [a-z0-9._-], starting with a letter or "
+              "digit")));
     }
     p.set_verifier_policy_id(o.verifier_policy);
     p.set_verifier_policy_version(o.verifier_policy_version);
   } else {
     if (o.has_verifier_policy_version) {
-      return Error(kCmd, kExitUsage,
-                   absl::InvalidArgumentError(
-                       "--verifier-policy-version applies to --verifier-policy only"));
+      return PrintError(kCmd, kExitUsage,
+                        absl::InvalidArgumentError(
+                            "--verifier-policy-version applies to --verifier-policy only"));
     }
-    auto json = ReadPolicyFile(o.inline_policy);
+    auto json = ReadFileOrStdin(o.inline_policy, attestation::kMaxPolicyJsonBytes);
     if (!json.ok()) {
-      return Error(kCmd, kExitUsage, json.status());
+      return PrintError(kCmd, kExitUsage, json.status());
     }
     // The verifier's own checks, run here first: the error names the JSON path at once.
     if (auto policy = attestation::ParsePolicyJson(*json); !policy.ok()) {
       const std::string source = o.inline_policy == "-" ? "<stdin>" : o.inline_policy;
-      return Error(kCmd, kExitRefused, core::Annotate(policy.status(), source));
+      return PrintError(kCmd, kExitRefused, core::Annotate(policy.status(), source));
     }
     p.set_inline_policy_json(*json);
   }
 
-  auto stub = MakeAdminStub(o.client);
+  auto stub = MakeStub<v1::KmsAdmin>(o.client);
   if (!stub.ok()) {
-    return Error(kCmd, kExitUsage, stub.status());
+    return PrintError(kCmd, kExitUsage, stub.status());
   }
   v1::PutAppPolicyResponse resp;
-  if (absl::Status s = Call(o.client.timeout_seconds, **stub, &AdminStub::PutAppPolicy, req, &resp);
-      !s.ok()) {
-    return Error(kCmd, kExitRefused, s);
+  if (absl::Status s = Call(o.client, **stub, &AdminStub::PutAppPolicy, req, &resp); !s.ok()) {
+    return PrintError(kCmd, kExitRefused, s);
   }
   std::cout << FormatAppPolicy(resp.app_policy());
   return kExitOk;
@@ -251,43 +178,40 @@ struct AppIdOptions {
 };
 
 int RunGet(const AppIdOptions& o) {
-  constexpr absl::string_view kCmd = "policy get";
+  constexpr absl::string_view kCmd = "kms policy get";
   auto app_id = ParseAppIdFlag("--app-id", o.app_id);
   if (!app_id.ok()) {
-    return Error(kCmd, kExitUsage, app_id.status());
+    return PrintError(kCmd, kExitUsage, app_id.status());
   }
-  auto stub = MakeAdminStub(o.client);
+  auto stub = MakeStub<v1::KmsAdmin>(o.client);
   if (!stub.ok()) {
-    return Error(kCmd, kExitUsage, stub.status());
+    return PrintError(kCmd, kExitUsage, stub.status());
   }
   v1::GetAppPolicyRequest req;
   req.set_app_id(*app_id);
   v1::GetAppPolicyResponse resp;
-  if (absl::Status s = Call(o.client.timeout_seconds, **stub, &AdminStub::GetAppPolicy, req, &resp);
-      !s.ok()) {
-    return Error(kCmd, kExitRefused, s);
+  if (absl::Status s = Call(o.client, **stub, &AdminStub::GetAppPolicy, req, &resp); !s.ok()) {
+    return PrintError(kCmd, kExitRefused, s);
   }
   std::cout << FormatAppPolicy(resp.app_policy());
   return kExitOk;
 }
 
 int RunRm(const AppIdOptions& o) {
-  constexpr absl::string_view kCmd = "policy rm";
+  constexpr absl::string_view kCmd = "kms policy rm";
   auto app_id = ParseAppIdFlag("--app-id", o.app_id);
   if (!app_id.ok()) {
-    return Error(kCmd, kExitUsage, app_id.status());
+    return PrintError(kCmd, kExitUsage, app_id.status());
   }
-  auto stub = MakeAdminStub(o.client);
+  auto stub = MakeStub<v1::KmsAdmin>(o.client);
   if (!stub.ok()) {
-    return Error(kCmd, kExitUsage, stub.status());
+    return PrintError(kCmd, kExitUsage, stub.status());
   }
   v1::DeleteAppPolicyRequest req;
   req.set_app_id(*app_id);
   v1::DeleteAppPolicyResponse resp;
-  if (absl::Status s =
-          Call(o.client.timeout_seconds, **stub, &AdminStub::DeleteAppPolicy, req, &resp);
-      !s.ok()) {
-    return Error(kCmd, kExitRefused, s);
+  if (absl::Status s = Call(o.client, **stub, &AdminStub::DeleteAppPolicy, req, &resp); !s.ok()) {
+    return PrintError(kCmd, kExitRefused, s);
   }
   std::cout << "deleted the policy binding of app " << Hex(*app_id)
             << " (it gets no keys until a new one is put)\n";
@@ -302,43 +226,30 @@ struct ListOptions {
 };
 
 int RunList(const ListOptions& o) {
-  constexpr absl::string_view kCmd = "policy list";
-  auto stub = MakeAdminStub(o.client);
+  constexpr absl::string_view kCmd = "kms policy list";
+  auto stub = MakeStub<v1::KmsAdmin>(o.client);
   if (!stub.ok()) {
-    return Error(kCmd, kExitUsage, stub.status());
+    return PrintError(kCmd, kExitUsage, stub.status());
   }
   std::vector<std::vector<std::string>> rows;
   rows.push_back({"APP ID", "VERSION", "POLICY", "UPDATED BY", "UPDATED"});
-  std::set<std::string> tokens_seen;
-  std::string token;
-  for (int page = 0;; ++page) {
-    if (page == kMaxListPages) {
-      return Error(kCmd, kExitRefused,
-                   absl::InternalError(absl::StrCat("more than ", kMaxListPages, " pages")));
-    }
-    v1::ListAppPoliciesRequest req;
-    req.set_page_size(o.page_size);
-    req.set_page_token(token);
-    v1::ListAppPoliciesResponse resp;
-    if (absl::Status s =
-            Call(o.client.timeout_seconds, **stub, &AdminStub::ListAppPolicies, req, &resp);
-        !s.ok()) {
-      return Error(kCmd, kExitRefused, s);
-    }
-    for (const v1::AppPolicy& p : resp.app_policies()) {
-      rows.push_back({Hex(p.app_id()), absl::StrCat(p.version()), AppPolicyRef(p),
-                      OrDash(p.updated_by()), FormatTimestamp(p.update_time())});
-    }
-    token = resp.next_page_token();
-    if (token.empty()) {
-      break;
-    }
-    if (!tokens_seen.insert(token).second) {
-      return Error(kCmd, kExitRefused,
-                   absl::InternalError("the service returned the same page token twice"));
-    }
+  absl::Status listed =
+      FollowPages(kMaxListPages, "", [&](const std::string& token) -> absl::StatusOr<std::string> {
+        v1::ListAppPoliciesRequest req;
+        req.set_page_size(o.page_size);
+        req.set_page_token(token);
+        v1::ListAppPoliciesResponse resp;
+        PML_RETURN_IF_ERROR(Call(o.client, **stub, &AdminStub::ListAppPolicies, req, &resp));
+        for (const v1::AppPolicy& p : resp.app_policies()) {
+          rows.push_back({Hex(p.app_id()), absl::StrCat(p.version()), AppPolicyRef(p),
+                          OrDash(p.updated_by()), FormatTimestamp(p.update_time())});
+        }
+        return resp.next_page_token();
+      });
+  if (!listed.ok()) {
+    return PrintError(kCmd, kExitRefused, listed);
   }
-  std::cout << Table(rows, "");
+  std::cout << FormatTable(rows, "");
   return kExitOk;
 }
 
@@ -351,19 +262,17 @@ struct RotateOptions {
 };
 
 int RunRotate(const RotateOptions& o) {
-  constexpr absl::string_view kCmd = "rotate";
-  auto stub = MakeAdminStub(o.client);
+  constexpr absl::string_view kCmd = "kms rotate";
+  auto stub = MakeStub<v1::KmsAdmin>(o.client);
   if (!stub.ok()) {
-    return Error(kCmd, kExitUsage, stub.status());
+    return PrintError(kCmd, kExitUsage, stub.status());
   }
   v1::RotateRootKeysRequest req;
   req.set_reason(o.reason);
   req.set_expected_current_epoch(o.expected_epoch);
   v1::RotateRootKeysResponse resp;
-  if (absl::Status s =
-          Call(o.client.timeout_seconds, **stub, &AdminStub::RotateRootKeys, req, &resp);
-      !s.ok()) {
-    return Error(kCmd, kExitRefused, s);
+  if (absl::Status s = Call(o.client, **stub, &AdminStub::RotateRootKeys, req, &resp); !s.ok()) {
+    return PrintError(kCmd, kExitRefused, s);
   }
   const v1::EpochPublicInfo& e = resp.epoch_info();
   std::cout << "new epoch:       " << resp.new_epoch() << "\n"
@@ -392,12 +301,12 @@ struct AuditOptions {
 };
 
 int RunAudit(const AuditOptions& o) {
-  constexpr absl::string_view kCmd = "audit";
+  constexpr absl::string_view kCmd = "kms audit";
   v1::ListAuditEventsRequest base;
   if (!o.app_id.empty()) {
     auto app_id = ParseAppIdFlag("--app-id", o.app_id);
     if (!app_id.ok()) {
-      return Error(kCmd, kExitUsage, app_id.status());
+      return PrintError(kCmd, kExitUsage, app_id.status());
     }
     base.set_app_id(*app_id);
   }
@@ -405,7 +314,7 @@ int RunAudit(const AuditOptions& o) {
   if (!o.since.empty()) {
     auto t = ParseTimeFlag("--since", o.since);
     if (!t.ok()) {
-      return Error(kCmd, kExitUsage, t.status());
+      return PrintError(kCmd, kExitUsage, t.status());
     }
     since = *t;
     *base.mutable_start_time() = ToTimestamp(*t);
@@ -413,74 +322,62 @@ int RunAudit(const AuditOptions& o) {
   if (!o.until.empty()) {
     auto t = ParseTimeFlag("--until", o.until);
     if (!t.ok()) {
-      return Error(kCmd, kExitUsage, t.status());
+      return PrintError(kCmd, kExitUsage, t.status());
     }
     until = *t;
     *base.mutable_end_time() = ToTimestamp(*t);
   }
   if (since.has_value() && until.has_value() && *until <= *since) {
-    return Error(kCmd, kExitUsage,
-                 absl::InvalidArgumentError("--until must be later than --since"));
+    return PrintError(kCmd, kExitUsage,
+                      absl::InvalidArgumentError("--until must be later than --since"));
   }
   if (!o.action.empty()) {
     auto a = ParseAuditAction(o.action);
     if (!a.ok()) {
-      return Error(kCmd, kExitUsage, a.status());
+      return PrintError(kCmd, kExitUsage, a.status());
     }
     base.set_action(*a);
   }
   if (!o.outcome.empty()) {
     auto a = ParseAuditOutcome(o.outcome);
     if (!a.ok()) {
-      return Error(kCmd, kExitUsage, a.status());
+      return PrintError(kCmd, kExitUsage, a.status());
     }
     base.set_outcome(*a);
   }
 
-  auto stub = MakeAdminStub(o.client);
+  auto stub = MakeStub<v1::KmsAdmin>(o.client);
   if (!stub.ok()) {
-    return Error(kCmd, kExitUsage, stub.status());
+    return PrintError(kCmd, kExitUsage, stub.status());
   }
   // Pages are printed as they arrive, so a long log starts at once; an error after the first
   // page still exits 1.
   int64_t printed = 0;
-  std::set<std::string> tokens_seen;
-  std::string token;
-  for (int page = 0;; ++page) {
-    if (page == kMaxListPages) {
-      return Error(kCmd, kExitRefused,
-                   absl::InternalError(absl::StrCat("more than ", kMaxListPages, " pages")));
-    }
-    v1::ListAuditEventsRequest req = base;
-    int64_t want = kMaxAuditPageSize;
-    if (o.limit > 0) {
-      want = std::min<int64_t>(want, o.limit - printed);
-    }
-    req.set_page_size(static_cast<int32_t>(want));
-    req.set_page_token(token);
-    v1::ListAuditEventsResponse resp;
-    if (absl::Status s =
-            Call(o.client.timeout_seconds, **stub, &AdminStub::ListAuditEvents, req, &resp);
-        !s.ok()) {
-      std::cout.flush();
-      return Error(kCmd, kExitRefused, s);
-    }
-    for (const v1::AuditEvent& e : resp.events()) {
-      if (o.limit > 0 && printed == o.limit) {
-        break;
-      }
-      std::cout << (o.json ? AuditEventJsonLine(e) : FormatAuditEvent(e)) << "\n";
-      ++printed;
-    }
-    token = resp.next_page_token();
-    if (token.empty() || (o.limit > 0 && printed >= o.limit)) {
-      break;
-    }
-    if (!tokens_seen.insert(token).second) {
-      std::cout.flush();
-      return Error(kCmd, kExitRefused,
-                   absl::InternalError("the service returned the same page token twice"));
-    }
+  absl::Status listed =
+      FollowPages(kMaxListPages, "", [&](const std::string& token) -> absl::StatusOr<std::string> {
+        v1::ListAuditEventsRequest req = base;
+        int64_t want = kMaxAuditPageSize;
+        if (o.limit > 0) {
+          want = std::min<int64_t>(want, o.limit - printed);
+        }
+        req.set_page_size(static_cast<int32_t>(want));
+        req.set_page_token(token);
+        v1::ListAuditEventsResponse resp;
+        PML_RETURN_IF_ERROR(Call(o.client, **stub, &AdminStub::ListAuditEvents, req, &resp));
+        for (const v1::AuditEvent& e : resp.events()) {
+          if (o.limit > 0 && printed == o.limit) {
+            break;
+          }
+          std::cout << (o.json ? AuditEventJsonLine(e) : FormatAuditEvent(e)) << "\n";
+          ++printed;
+        }
+        if (o.limit > 0 && printed >= o.limit) {
+          return std::string();  // enough: stop without asking for the next page
+        }
+        return resp.next_page_token();
+      });
+  if (!listed.ok()) {
+    return PrintError(kCmd, kExitRefused, listed);
   }
   return kExitOk;
 }
@@ -494,16 +391,15 @@ struct InfoOptions {
 };
 
 int RunInfo(const InfoOptions& o) {
-  constexpr absl::string_view kCmd = "info";
-  auto stub = MakeAdminStub(o.client);
+  constexpr absl::string_view kCmd = "kms info";
+  auto stub = MakeStub<v1::KmsAdmin>(o.client);
   if (!stub.ok()) {
-    return Error(kCmd, kExitUsage, stub.status());
+    return PrintError(kCmd, kExitUsage, stub.status());
   }
   v1::GetKmsInfoRequest req;
   v1::GetKmsInfoResponse resp;
-  if (absl::Status s = Call(o.client.timeout_seconds, **stub, &AdminStub::GetKmsInfo, req, &resp);
-      !s.ok()) {
-    return Error(kCmd, kExitRefused, s);
+  if (absl::Status s = Call(o.client, **stub, &AdminStub::GetKmsInfo, req, &resp); !s.ok()) {
+    return PrintError(kCmd, kExitRefused, s);
   }
   std::cout << (o.json ? KmsInfoJson(resp) : FormatKmsInfo(resp));
   if (o.root_ca_out.empty()) {
@@ -511,10 +407,10 @@ int RunInfo(const InfoOptions& o) {
   }
   auto pem = IdentityRootCaPem(resp);
   if (!pem.ok()) {
-    return Error(kCmd, kExitRefused, core::Annotate(pem.status(), "--root-ca-out"));
+    return PrintError(kCmd, kExitRefused, core::Annotate(pem.status(), "--root-ca-out"));
   }
   if (absl::Status s = core::WriteFileAtomic(o.root_ca_out, *pem, 0644); !s.ok()) {
-    return Error(kCmd, kExitUsage, s);
+    return PrintError(kCmd, kExitUsage, s);
   }
   // Keep stdout pure JSON under --json.
   (o.json ? std::cerr : std::cout) << "wrote the identity CA (key_provider_id "
@@ -534,10 +430,10 @@ struct EnvKeyOptions {
 };
 
 int RunEnvKey(const EnvKeyOptions& o) {
-  constexpr absl::string_view kCmd = "env-key";
+  constexpr absl::string_view kCmd = "kms env-key";
   auto app_id = ParseAppIdFlag("--app-id", o.app_id);
   if (!app_id.ok()) {
-    return Error(kCmd, kExitUsage, app_id.status());
+    return PrintError(kCmd, kExitUsage, app_id.status());
   }
   // Guest-facing listener: TLS without a client certificate; the server must chain to the
   // cluster's identity root.
@@ -546,15 +442,16 @@ int RunEnvKey(const EnvKeyOptions& o) {
   config.tls.ca = o.kms_root_ca;
   auto channel = rpc::MakeChannel(config);
   if (!channel.ok()) {
-    return Error(kCmd, kExitUsage, core::Annotate(channel.status(), "--kms-root-ca"));
+    return PrintError(kCmd, kExitUsage, core::Annotate(channel.status(), "--kms-root-ca"));
   }
   std::unique_ptr<ReleaseStub> stub = v1::KeyRelease::NewStub(*channel);
 
   v1::GetPublicInfoRequest info_req;
   v1::GetPublicInfoResponse info;
-  if (absl::Status s = Call(o.timeout_seconds, *stub, &ReleaseStub::GetPublicInfo, info_req, &info);
+  if (absl::Status s = Call(absl::Seconds(o.timeout_seconds), *stub, &ReleaseStub::GetPublicInfo,
+                            info_req, &info);
       !s.ok()) {
-    return Error(kCmd, kExitRefused, core::Annotate(s, "GetPublicInfo"));
+    return PrintError(kCmd, kExitRefused, core::Annotate(s, "GetPublicInfo"));
   }
   v1::GetAppEnvEncryptPubKeyRequest req;
   req.set_app_id(*app_id);
@@ -562,18 +459,19 @@ int RunEnvKey(const EnvKeyOptions& o) {
     req.set_epoch(o.epoch);
   }
   v1::GetAppEnvEncryptPubKeyResponse resp;
-  if (absl::Status s =
-          Call(o.timeout_seconds, *stub, &ReleaseStub::GetAppEnvEncryptPubKey, req, &resp);
+  if (absl::Status s = Call(absl::Seconds(o.timeout_seconds), *stub,
+                            &ReleaseStub::GetAppEnvEncryptPubKey, req, &resp);
       !s.ok()) {
-    return Error(kCmd, kExitRefused, core::Annotate(s, "GetAppEnvEncryptPubKey"));
+    return PrintError(kCmd, kExitRefused, core::Annotate(s, "GetAppEnvEncryptPubKey"));
   }
   if (o.has_epoch && resp.epoch() != o.epoch) {
-    return Error(kCmd, kExitRefused,
-                 absl::FailedPreconditionError(absl::StrCat(
-                     "asked for epoch ", o.epoch, ", the KMS answered for epoch ", resp.epoch())));
+    return PrintError(
+        kCmd, kExitRefused,
+        absl::FailedPreconditionError(absl::StrCat("asked for epoch ", o.epoch,
+                                                   ", the KMS answered for epoch ", resp.epoch())));
   }
   if (absl::Status s = VerifyEnvEncryptPubKey(*app_id, resp, info); !s.ok()) {
-    return Error(kCmd, kExitRefused, s);
+    return PrintError(kCmd, kExitRefused, s);
   }
   std::cout << "public key: " << Hex(resp.public_key()) << "\n"
             << "app id:     " << Hex(*app_id) << "\n"
@@ -593,17 +491,6 @@ constexpr char kExitCodesFooter[] =
     "unreadable files or PEM, unwritable output). Errors the argument parser finds (a missing\n"
     "--addr, a non-numeric number) exit with CLI11's codes, 100 and up.";
 
-// Runs `run` as the subcommand's callback and hands its exit code to CLI11_PARSE.
-template <typename Fn>
-void OnParsed(CLI::App* cmd, Fn run) {
-  cmd->footer(kExitCodesFooter);
-  cmd->callback([run] {
-    const int code = run();
-    std::cout.flush();
-    throw CLI::RuntimeError{code};
-  });
-}
-
 void AddAppIdFlag(CLI::App& cmd, std::string& app_id, bool required) {
   auto* opt = cmd.add_option("--app-id", app_id, "app id: 40 hex digits (20 bytes)");
   if (required) {
@@ -614,21 +501,6 @@ void AddAppIdFlag(CLI::App& cmd, std::string& app_id, bool required) {
 }  // namespace
 
 // ---- flag parsing
-
-absl::StatusOr<std::string> ParseAppIdFlag(absl::string_view flag, absl::string_view text) {
-  const std::string shown(text.substr(0, 64));
-  auto bytes = core::HexDecode(text);
-  if (!bytes.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(flag, " \"", shown, "\": not hex (", bytes.status().message(), ")"));
-  }
-  if (bytes->size() != kAppIdBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(flag, " \"", shown, "\": want 40 hex digits (",
-                                                   kAppIdBytes, " bytes), got ",
-                                                   bytes->size() * 2));
-  }
-  return core::ToString(*bytes);
-}
 
 absl::StatusOr<absl::Time> ParseTimeFlag(absl::string_view flag, absl::string_view text) {
   int64_t seconds = 0;
@@ -691,13 +563,6 @@ std::string AuditOutcomeName(v1::AuditOutcome outcome) {
 }
 
 // ---- output
-
-std::string FormatTimestamp(const google::protobuf::Timestamp& ts) {
-  if (IsUnset(ts)) {
-    return "-";
-  }
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", ToTime(ts), absl::UTCTimeZone());
-}
 
 std::string AppPolicyRef(const v1::AppPolicy& p) {
   switch (p.policy_case()) {
@@ -821,7 +686,7 @@ std::string FormatKmsInfo(const v1::GetKmsInfoResponse& info) {
          e.root_ca_cert().empty() ? "-" : core::HexEncode(crypto::Sha256(e.root_ca_cert())),
          absl::StrJoin(EpochTags(e), " ")});
   }
-  absl::StrAppend(&out, "epochs:\n", Table(epochs, "  "));
+  absl::StrAppend(&out, "epochs:\n", FormatTable(epochs, "  "));
   if (info.replicas().empty()) {
     absl::StrAppend(&out, "replicas: (none)\n");
     return out;
@@ -832,7 +697,7 @@ std::string FormatKmsInfo(const v1::GetKmsInfoResponse& info) {
     replicas.push_back({OrDash(r.node_name()), OrDash(r.url()), FormatTimestamp(r.join_time()),
                         FormatTimestamp(r.last_seen_time()), r.self() ? "(this node)" : ""});
   }
-  absl::StrAppend(&out, "replicas:\n", Table(replicas, "  "));
+  absl::StrAppend(&out, "replicas:\n", FormatTable(replicas, "  "));
   return out;
 }
 
@@ -998,7 +863,7 @@ void AddKmsCommands(CLI::App& app) {
                    "store only if the binding's current version is N, else ABORTED (optimistic "
                    "concurrency; 0: unconditionally)")
       ->capture_default_str();
-  OnParsed(put_cmd, [put, vpv] {
+  OnParsed(put_cmd, kExitCodesFooter, [put, vpv] {
     put->has_verifier_policy_version = vpv->count() > 0;
     return RunPut(*put);
   });
@@ -1010,7 +875,7 @@ void AddKmsCommands(CLI::App& app) {
       "who stored it and when");
   AddClientFlags(*get_cmd, get->client);
   AddAppIdFlag(*get_cmd, get->app_id, /*required=*/true);
-  OnParsed(get_cmd, [get] { return RunGet(*get); });
+  OnParsed(get_cmd, kExitCodesFooter, [get] { return RunGet(*get); });
 
   auto list = std::make_shared<ListOptions>();
   auto* list_cmd = policy->add_subcommand(
@@ -1024,7 +889,7 @@ void AddKmsCommands(CLI::App& app) {
                    "bindings per call (0: the service's default of 100; at most 1000)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1000));
-  OnParsed(list_cmd, [list] { return RunList(*list); });
+  OnParsed(list_cmd, kExitCodesFooter, [list] { return RunList(*list); });
 
   auto rm = std::make_shared<AppIdOptions>();
   auto* rm_cmd = policy->add_subcommand(
@@ -1033,7 +898,7 @@ void AddKmsCommands(CLI::App& app) {
       "one is put. Audited. Needs the operator role");
   AddClientFlags(*rm_cmd, rm->client);
   AddAppIdFlag(*rm_cmd, rm->app_id, /*required=*/true);
-  OnParsed(rm_cmd, [rm] { return RunRm(*rm); });
+  OnParsed(rm_cmd, kExitCodesFooter, [rm] { return RunRm(*rm); });
 
   auto rotate = std::make_shared<RotateOptions>();
   auto* rotate_cmd = kms->add_subcommand(
@@ -1048,7 +913,7 @@ void AddKmsCommands(CLI::App& app) {
                    "rotate only if the current epoch is N, else ABORTED (so two operators cannot "
                    "rotate twice by accident; 0: unconditionally)")
       ->capture_default_str();
-  OnParsed(rotate_cmd, [rotate] { return RunRotate(*rotate); });
+  OnParsed(rotate_cmd, kExitCodesFooter, [rotate] { return RunRotate(*rotate); });
 
   auto audit = std::make_shared<AuditOptions>();
   auto* audit_cmd = kms->add_subcommand(
@@ -1072,7 +937,7 @@ void AddKmsCommands(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   audit_cmd->add_flag("--json", audit->json, "print JSON lines (bytes as lower-case hex)");
-  OnParsed(audit_cmd, [audit] { return RunAudit(*audit); });
+  OnParsed(audit_cmd, kExitCodesFooter, [audit] { return RunAudit(*audit); });
 
   auto info = std::make_shared<InfoOptions>();
   auto* info_cmd = kms->add_subcommand(
@@ -1086,7 +951,7 @@ void AddKmsCommands(CLI::App& app) {
       "also write epoch 1's root CA certificate (the cluster's identity root, whose SPKI is "
       "key_provider_id: what guests pin and `kms env-key --kms-root-ca` takes) to FILE as PEM "
       "(atomically, mode 0644), after checking it matches key_provider_id");
-  OnParsed(info_cmd, [info] { return RunInfo(*info); });
+  OnParsed(info_cmd, kExitCodesFooter, [info] { return RunInfo(*info); });
 
   auto env = std::make_shared<EnvKeyOptions>();
   auto* env_cmd = kms->add_subcommand(
@@ -1107,7 +972,7 @@ void AddKmsCommands(CLI::App& app) {
   env_cmd
       ->add_option("--timeout-seconds", env->timeout_seconds, "deadline for each call, in seconds")
       ->capture_default_str();
-  OnParsed(env_cmd, [env, epoch_opt] {
+  OnParsed(env_cmd, kExitCodesFooter, [env, epoch_opt] {
     env->has_epoch = epoch_opt->count() > 0;
     return RunEnvKey(*env);
   });

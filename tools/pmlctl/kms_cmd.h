@@ -56,10 +56,8 @@ namespace pml::pmlctl {
 // `policy`.
 void AddKmsCommands(CLI::App& app);
 
-// ---- flag parsing (kInvalidArgument naming `flag` and the bad value, at most 64 characters)
-
-// An app id given as 40 hex digits (either case, optional 0x): the 20 raw bytes.
-absl::StatusOr<std::string> ParseAppIdFlag(absl::string_view flag, absl::string_view text);
+// ---- flag parsing (kInvalidArgument naming `flag` and the bad value, at most 64 characters;
+// --app-id is cli_util.h's ParseAppIdFlag)
 
 // RFC 3339 ("2025-07-01T00:00:00Z", any offset) or unix seconds.
 absl::StatusOr<absl::Time> ParseTimeFlag(absl::string_view flag, absl::string_view text);
@@ -74,9 +72,6 @@ std::string AuditActionName(kms::v1::AuditAction action);
 std::string AuditOutcomeName(kms::v1::AuditOutcome outcome);
 
 // ---- output
-
-// "2025-07-01T12:00:00Z" (UTC, whole seconds), "-" for an unset timestamp.
-std::string FormatTimestamp(const google::protobuf::Timestamp& ts);
 
 // A binding's policy in one token: "verifier:ID@latest", "verifier:ID@vN", or
 // "inline:<first 12 hex of SHA-256 of the JSON>"; "-" when neither is set.

@@ -43,32 +43,6 @@ google::protobuf::Timestamp Ts(int64_t seconds, int32_t nanos = 0) {
 
 // ---- flags
 
-TEST(ParseAppIdFlagTest, AcceptsFortyHexDigitsInEitherCaseWithOptionalPrefix) {
-  EXPECT_THAT(ParseAppIdFlag("--app-id", kAppHex), IsOkAndHolds(AppBytes()));
-  EXPECT_THAT(ParseAppIdFlag("--app-id", "0x0123456789ABCDEF0123456789ABCDEF01234567"),
-              IsOkAndHolds(AppBytes()));
-}
-
-TEST(ParseAppIdFlagTest, RejectsWrongLengthNamingFlagAndDigitCount) {
-  EXPECT_THAT(ParseAppIdFlag("--app-id", kAppHex.substr(0, 38)),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("--app-id \"0123456789abcdef0123456789abcdef012345\": want 40 "
-                                 "hex digits (20 bytes), got 38")));
-  EXPECT_THAT(ParseAppIdFlag("--app-id", absl::StrCat(kAppHex, "00")),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("got 42")));
-  EXPECT_THAT(ParseAppIdFlag("--app-id", ""),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("got 0")));
-}
-
-TEST(ParseAppIdFlagTest, RejectsNonHexAndBoundsTheEcho) {
-  EXPECT_THAT(ParseAppIdFlag("--app-id", "zz23456789abcdef0123456789abcdef01234567"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--app-id \"zz23")));
-  const std::string long_text(500, 'g');
-  auto s = ParseAppIdFlag("--app-id", long_text);
-  ASSERT_FALSE(s.ok());
-  EXPECT_THAT(std::string(s.status().message()), Not(HasSubstr(std::string(65, 'g'))));
-}
-
 TEST(ParseTimeFlagTest, AcceptsRfc3339AndUnixSeconds) {
   EXPECT_THAT(ParseTimeFlag("--since", "2025-07-01T00:00:00Z"),
               IsOkAndHolds(absl::FromUnixSeconds(1751328000)));
@@ -130,12 +104,6 @@ TEST(AuditNamesTest, RejectsUnknownAndUnspecifiedListingTheChoices) {
 }
 
 // ---- output
-
-TEST(FormatTimestampTest, PrintsUtcWithFractionsOnlyWhenPresent) {
-  EXPECT_EQ(FormatTimestamp(Ts(1751328000)), "2025-07-01T00:00:00Z");
-  EXPECT_EQ(FormatTimestamp(Ts(1751328000, 250000000)), "2025-07-01T00:00:00.25Z");
-  EXPECT_EQ(FormatTimestamp(Ts(0)), "-");
-}
 
 TEST(FormatAppPolicyTest, VerifierPolicyBinding) {
   v1::AppPolicy p;

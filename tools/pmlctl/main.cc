@@ -15,6 +15,7 @@
 #include "pml/common/v1/info.grpc.pb.h"
 #include "tools/pmlctl/client_flags.h"
 #include "tools/pmlctl/dev_cmd.h"
+#include "tools/pmlctl/endpoint_cmd.h"
 #include "tools/pmlctl/kms_cmd.h"
 #include "tools/pmlctl/pki.h"
 #include "tools/pmlctl/policy_cmd.h"
@@ -103,6 +104,7 @@ int main(int argc, char** argv) {
   AddClientFlags(*version, version_flags);
 
   AddVerifyCommands(app);
+  AddVerifyEndpointCommand(*app.get_subcommand("verify"));  // AddVerifyCommands made it
   AddPolicyCommands(app);
   AddTokenCommands(app);
   AddKmsCommands(app);

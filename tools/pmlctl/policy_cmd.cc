@@ -1,13 +1,9 @@
 #include "tools/pmlctl/policy_cmd.h"
 
-#include <algorithm>
 #include <cstdint>
 #include <iostream>
 #include <memory>
-#include <optional>
-#include <set>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -22,10 +18,9 @@
 #include "lib/core/status.h"
 #include "lib/crypto/hash.h"
 #include "lib/crypto/jwt.h"
-#include "lib/rpc/client.h"
-#include "lib/rpc/status_convert.h"
 #include "pml/attestation/v1/attestation.grpc.pb.h"
 #include "services/attestation/policy.h"
+#include "tools/pmlctl/cli_util.h"
 #include "tools/pmlctl/client_flags.h"
 
 namespace pml::pmlctl {
@@ -34,32 +29,8 @@ namespace {
 namespace v1 = ::pml::attestation::v1;
 using Stub = v1::Attestation::Stub;
 
-constexpr int kExitOk = 0;
-constexpr int kExitRefused = 1;
-constexpr int kExitUsage = 2;
-
 // Bound on the pages `policy list` follows: far above any real store (1000 per page at most).
 constexpr int kMaxListPages = 100000;
-
-int Error(absl::string_view cmd, int code, const absl::Status& status) {
-  std::cerr << "pmlctl " << cmd << ": error: " << status.ToString() << "\n";
-  return code;
-}
-
-absl::StatusOr<std::unique_ptr<Stub>> MakeStub(const ClientFlags& flags) {
-  PML_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, Connect(flags));
-  return v1::Attestation::NewStub(channel);
-}
-
-// One unary call with the --timeout-seconds deadline; the gRPC status as an absl::Status.
-template <typename Req, typename Resp>
-absl::Status Call(const ClientFlags& flags, Stub& stub,
-                  grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
-                  const Req& req, Resp* resp) {
-  grpc::ClientContext ctx;
-  rpc::SetTimeout(ctx, absl::Seconds(flags.timeout_seconds));
-  return rpc::FromGrpcStatus((stub.*method)(&ctx, req, resp));
-}
 
 std::string Time(const google::protobuf::Timestamp& ts) {
   if (ts.seconds() == 0 && ts.nanos() == 0) {
@@ -69,16 +40,6 @@ std::string Time(const google::protobuf::Timestamp& ts) {
                           absl::UTCTimeZone());
 }
 
-std::string Hex(const std::string& bytes) { return core::HexEncode(absl::string_view(bytes)); }
-
-std::string Pad(absl::string_view s, size_t width) {
-  std::string out(s);
-  if (out.size() < width) {
-    out.append(width - out.size(), ' ');
-  }
-  return out;
-}
-
 // JSON text pretty-printed, or as it is when it does not parse.
 std::string Pretty(const std::string& json) {
   const nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
@@ -86,22 +47,6 @@ std::string Pretty(const std::string& json) {
     return json;
   }
   return j.dump(2, ' ', /*ensure_ascii=*/false, nlohmann::json::error_handler_t::replace);
-}
-
-absl::StatusOr<std::string> ReadPolicyFile(const std::string& path) {
-  if (path != "-") {
-    return core::ReadFile(path, attestation::kMaxPolicyJsonBytes);
-  }
-  std::string text;
-  char buf[4096];
-  while (std::cin.read(buf, sizeof buf) || std::cin.gcount() > 0) {
-    text.append(buf, static_cast<size_t>(std::cin.gcount()));
-    if (text.size() > attestation::kMaxPolicyJsonBytes) {
-      return absl::InvalidArgumentError(absl::StrCat("standard input holds more than ",
-                                                     attestation::kMaxPolicyJsonBytes, " bytes"));
-    }
-  }
-  return text;
 }
 
 // ---- policy put
@@ -118,31 +63,32 @@ struct PutOptions {
 int RunPut(const PutOptions& o) {
   constexpr absl::string_view kCmd = "policy put";
   if (!attestation::IsValidPolicyId(o.id)) {
-    return Error(kCmd, kExitUsage,
-                 absl::InvalidArgumentError(absl::StrCat(
-                     "ID \"", absl::string_view(o.id).substr(0, 64),
-                     "\": want 1-63 characters of [a-z0-9._-], starting with a letter or digit")));
+    return PrintError(
+        kCmd, kExitUsage,
+        absl::InvalidArgumentError(absl::StrCat(
+            "ID \"", absl::string_view(o.id).substr(0, 64),
+            "\": want 1-63 characters of [a-z0-9._-], starting with a letter or digit")));
   }
-  auto json = ReadPolicyFile(o.file);
+  auto json = ReadFileOrStdin(o.file, attestation::kMaxPolicyJsonBytes);
   if (!json.ok()) {
-    return Error(kCmd, kExitUsage, json.status());
+    return PrintError(kCmd, kExitUsage, json.status());
   }
   // The service's own checks, run here first: the error names the JSON path at once.
   const std::string source = o.file == "-" ? "<stdin>" : o.file;
   auto policy = attestation::ParsePolicyJson(*json);
   if (!policy.ok()) {
-    return Error(kCmd, kExitRefused, core::Annotate(policy.status(), source));
+    return PrintError(kCmd, kExitRefused, core::Annotate(policy.status(), source));
   }
   if (!o.description.empty()) {
     policy->description = o.description;
     if (absl::Status s = attestation::ValidatePolicy(*policy); !s.ok()) {
-      return Error(kCmd, kExitRefused, core::Annotate(s, "--description"));
+      return PrintError(kCmd, kExitRefused, core::Annotate(s, "--description"));
     }
   }
 
-  auto stub = MakeStub(o.client);
+  auto stub = MakeStub<v1::Attestation>(o.client);
   if (!stub.ok()) {
-    return Error(kCmd, kExitUsage, stub.status());
+    return PrintError(kCmd, kExitUsage, stub.status());
   }
   v1::PutPolicyRequest req;
   req.set_id(o.id);
@@ -152,7 +98,7 @@ int RunPut(const PutOptions& o) {
   req.set_validate_only(o.validate_only);
   v1::PutPolicyResponse resp;
   if (absl::Status s = Call(o.client, **stub, &Stub::PutPolicy, req, &resp); !s.ok()) {
-    return Error(kCmd, kExitRefused, s);
+    return PrintError(kCmd, kExitRefused, s);
   }
   const v1::Policy& p = resp.policy();
   if (o.validate_only) {
@@ -174,22 +120,22 @@ struct GetOptions {
 
 int RunGet(const GetOptions& o) {
   constexpr absl::string_view kCmd = "policy get";
-  auto stub = MakeStub(o.client);
+  auto stub = MakeStub<v1::Attestation>(o.client);
   if (!stub.ok()) {
-    return Error(kCmd, kExitUsage, stub.status());
+    return PrintError(kCmd, kExitUsage, stub.status());
   }
   v1::GetPolicyRequest req;
   req.set_id(o.id);
   req.set_version(o.version);
   v1::GetPolicyResponse resp;
   if (absl::Status s = Call(o.client, **stub, &Stub::GetPolicy, req, &resp); !s.ok()) {
-    return Error(kCmd, kExitRefused, s);
+    return PrintError(kCmd, kExitRefused, s);
   }
   const v1::Policy& p = resp.policy();
   // sha256 is over policy_json's bytes (the proto's contract): a mismatch means the text was
   // damaged on the way, so nothing is printed as if it were the stored policy.
   if (Hex(p.sha256()) != core::HexEncode(crypto::Sha256(p.policy_json()))) {
-    return Error(
+    return PrintError(
         kCmd, kExitRefused,
         absl::DataLossError(absl::StrCat("policy ", p.id(), " v", p.version(), ": sha256 ",
                                          Hex(p.sha256()), " does not match its policy_json")));
@@ -211,57 +157,29 @@ struct ListOptions {
 
 int RunList(const ListOptions& o) {
   constexpr absl::string_view kCmd = "policy list";
-  auto stub = MakeStub(o.client);
+  auto stub = MakeStub<v1::Attestation>(o.client);
   if (!stub.ok()) {
-    return Error(kCmd, kExitUsage, stub.status());
+    return PrintError(kCmd, kExitUsage, stub.status());
   }
-  std::vector<v1::Policy> all;
-  std::set<std::string> tokens_seen;
-  std::string token;
-  for (int page = 0;; ++page) {
-    if (page == kMaxListPages) {
-      return Error(kCmd, kExitRefused,
-                   absl::InternalError(absl::StrCat("more than ", kMaxListPages, " pages")));
-    }
-    v1::ListPoliciesRequest req;
-    req.set_page_size(o.page_size);
-    req.set_page_token(token);
-    v1::ListPoliciesResponse resp;
-    if (absl::Status s = Call(o.client, **stub, &Stub::ListPolicies, req, &resp); !s.ok()) {
-      return Error(kCmd, kExitRefused, s);
-    }
-    for (auto& p : *resp.mutable_policies()) {
-      all.push_back(std::move(p));
-    }
-    token = resp.next_page_token();
-    if (token.empty()) {
-      break;
-    }
-    if (!tokens_seen.insert(token).second) {
-      return Error(kCmd, kExitRefused,
-                   absl::InternalError("the service returned the same page token twice"));
-    }
-  }
-  struct Row {
-    std::string id, version, sha, by, time;
-  };
-  std::vector<Row> rows;
+  std::vector<std::vector<std::string>> rows;
   rows.push_back({"ID", "VERSION", "SHA256", "CREATED BY", "CREATED"});
-  for (const v1::Policy& p : all) {
-    rows.push_back({p.id(), absl::StrCat(p.version()), Hex(p.sha256()).substr(0, 12),
-                    p.created_by(), Time(p.create_time())});
+  absl::Status listed =
+      FollowPages(kMaxListPages, "", [&](const std::string& token) -> absl::StatusOr<std::string> {
+        v1::ListPoliciesRequest req;
+        req.set_page_size(o.page_size);
+        req.set_page_token(token);
+        v1::ListPoliciesResponse resp;
+        PML_RETURN_IF_ERROR(Call(o.client, **stub, &Stub::ListPolicies, req, &resp));
+        for (const v1::Policy& p : resp.policies()) {
+          rows.push_back({p.id(), absl::StrCat(p.version()), Hex(p.sha256()).substr(0, 12),
+                          p.created_by(), Time(p.create_time())});
+        }
+        return resp.next_page_token();
+      });
+  if (!listed.ok()) {
+    return PrintError(kCmd, kExitRefused, listed);
   }
-  size_t w_id = 0, w_version = 0, w_sha = 0, w_by = 0;
-  for (const Row& r : rows) {
-    w_id = std::max(w_id, r.id.size());
-    w_version = std::max(w_version, r.version.size());
-    w_sha = std::max(w_sha, r.sha.size());
-    w_by = std::max(w_by, r.by.size());
-  }
-  for (const Row& r : rows) {
-    std::cout << Pad(r.id, w_id) << "  " << Pad(r.version, w_version) << "  " << Pad(r.sha, w_sha)
-              << "  " << Pad(r.by, w_by) << "  " << r.time << "\n";
-  }
+  std::cout << FormatTable(rows, "");
   return kExitOk;
 }
 
@@ -274,15 +192,15 @@ struct RmOptions {
 
 int RunRm(const RmOptions& o) {
   constexpr absl::string_view kCmd = "policy rm";
-  auto stub = MakeStub(o.client);
+  auto stub = MakeStub<v1::Attestation>(o.client);
   if (!stub.ok()) {
-    return Error(kCmd, kExitUsage, stub.status());
+    return PrintError(kCmd, kExitUsage, stub.status());
   }
   v1::DeletePolicyRequest req;
   req.set_id(o.id);
   v1::DeletePolicyResponse resp;
   if (absl::Status s = Call(o.client, **stub, &Stub::DeletePolicy, req, &resp); !s.ok()) {
-    return Error(kCmd, kExitRefused, s);
+    return PrintError(kCmd, kExitRefused, s);
   }
   std::cout << "deleted policy " << o.id << "\n";
   return kExitOk;
@@ -297,20 +215,20 @@ struct JwksOptions {
 
 int RunJwks(const JwksOptions& o) {
   constexpr absl::string_view kCmd = "token jwks";
-  auto stub = MakeStub(o.client);
+  auto stub = MakeStub<v1::Attestation>(o.client);
   if (!stub.ok()) {
-    return Error(kCmd, kExitUsage, stub.status());
+    return PrintError(kCmd, kExitUsage, stub.status());
   }
   v1::GetJwksRequest req;
   v1::GetJwksResponse resp;
   if (absl::Status s = Call(o.client, **stub, &Stub::GetJwks, req, &resp); !s.ok()) {
-    return Error(kCmd, kExitRefused, s);
+    return PrintError(kCmd, kExitRefused, s);
   }
   // Refuse to save what `verify token --jwks` could not use.
   auto jwks = crypto::JwkSet::ParseText(resp.jwks_json());
   if (!jwks.ok()) {
-    return Error(kCmd, kExitRefused,
-                 core::Annotate(jwks.status(), "the service returned an unusable JWKS"));
+    return PrintError(kCmd, kExitRefused,
+                      core::Annotate(jwks.status(), "the service returned an unusable JWKS"));
   }
   const std::string text = Pretty(resp.jwks_json()) + "\n";
   if (o.out.empty()) {
@@ -318,7 +236,7 @@ int RunJwks(const JwksOptions& o) {
     return kExitOk;
   }
   if (absl::Status s = core::WriteFileAtomic(o.out, text, 0644); !s.ok()) {
-    return Error(kCmd, kExitUsage, s);
+    return PrintError(kCmd, kExitUsage, s);
   }
   std::cout << "wrote " << jwks->size() << " key" << (jwks->size() == 1 ? "" : "s") << " to "
             << o.out << " (current kid " << resp.current_key_id() << ")\n";
@@ -327,14 +245,14 @@ int RunJwks(const JwksOptions& o) {
 
 int RunRotate(const ClientFlags& client) {
   constexpr absl::string_view kCmd = "token rotate";
-  auto stub = MakeStub(client);
+  auto stub = MakeStub<v1::Attestation>(client);
   if (!stub.ok()) {
-    return Error(kCmd, kExitUsage, stub.status());
+    return PrintError(kCmd, kExitUsage, stub.status());
   }
   v1::RotateSigningKeyRequest req;
   v1::RotateSigningKeyResponse resp;
   if (absl::Status s = Call(client, **stub, &Stub::RotateSigningKey, req, &resp); !s.ok()) {
-    return Error(kCmd, kExitRefused, s);
+    return PrintError(kCmd, kExitRefused, s);
   }
   std::cout << "current kid:  " << resp.key_id() << "\n"
             << "previous kid: "
@@ -349,17 +267,6 @@ constexpr char kExitCodesFooter[] =
     "and message are printed); 2 usage or local I/O error (unreadable FILE or PEM files,\n"
     "unwritable --out, bad ID). Errors the argument parser finds (a missing --addr, a\n"
     "non-numeric --version) exit with CLI11's codes, 100 and up.";
-
-// Runs `run` as the subcommand's callback and hands its exit code to CLI11_PARSE.
-template <typename Fn>
-void OnParsed(CLI::App* cmd, Fn run) {
-  cmd->footer(kExitCodesFooter);
-  cmd->callback([run] {
-    const int code = run();
-    std::cout.flush();
-    throw CLI::RuntimeError{code};
-  });
-}
 
 }  // namespace
 
@@ -389,7 +296,7 @@ void AddPolicyCommands(CLI::App& app) {
       ->capture_default_str();
   put_cmd->add_flag("--validate-only", put->validate_only,
                     "have the service validate the policy without storing it");
-  OnParsed(put_cmd, [put] { return RunPut(*put); });
+  OnParsed(put_cmd, kExitCodesFooter, [put] { return RunPut(*put); });
 
   auto get = std::make_shared<GetOptions>();
   auto* get_cmd = policy->add_subcommand(
@@ -401,7 +308,7 @@ void AddPolicyCommands(CLI::App& app) {
   get_cmd->add_option("--version", get->version, "the version to print (0: the latest)")
       ->capture_default_str();
   get_cmd->add_flag("--json", get->json, "print only the policy JSON (no header line)");
-  OnParsed(get_cmd, [get] { return RunGet(*get); });
+  OnParsed(get_cmd, kExitCodesFooter, [get] { return RunGet(*get); });
 
   auto list = std::make_shared<ListOptions>();
   auto* list_cmd = policy->add_subcommand(
@@ -414,7 +321,7 @@ void AddPolicyCommands(CLI::App& app) {
                    "policies per call (0: the service's default of 100; at most 1000)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1000));
-  OnParsed(list_cmd, [list] { return RunList(*list); });
+  OnParsed(list_cmd, kExitCodesFooter, [list] { return RunList(*list); });
 
   auto rm = std::make_shared<RmOptions>();
   auto* rm_cmd = policy->add_subcommand(
@@ -423,7 +330,7 @@ void AddPolicyCommands(CLI::App& app) {
       "history stays in the service's audit log. Needs the operator role");
   AddClientFlags(*rm_cmd, rm->client);
   rm_cmd->add_option("ID", rm->id, "policy id")->required();
-  OnParsed(rm_cmd, [rm] { return RunRm(*rm); });
+  OnParsed(rm_cmd, kExitCodesFooter, [rm] { return RunRm(*rm); });
 }
 
 void AddTokenCommands(CLI::App& app) {
@@ -440,7 +347,7 @@ void AddTokenCommands(CLI::App& app) {
   AddClientFlags(*jwks_cmd, jwks->client);
   jwks_cmd->add_option("--out", jwks->out,
                        "write the JWKS to FILE (atomically, mode 0644) instead of printing it");
-  OnParsed(jwks_cmd, [jwks] { return RunJwks(*jwks); });
+  OnParsed(jwks_cmd, kExitCodesFooter, [jwks] { return RunJwks(*jwks); });
 
   auto rotate = std::make_shared<ClientFlags>();
   auto* rotate_cmd = token->add_subcommand(
@@ -449,7 +356,7 @@ void AddTokenCommands(CLI::App& app) {
       "and the previous kid (which stays in the JWKS until its tokens expire). Needs the\n"
       "operator role");
   AddClientFlags(*rotate_cmd, *rotate);
-  OnParsed(rotate_cmd, [rotate] { return RunRotate(*rotate); });
+  OnParsed(rotate_cmd, kExitCodesFooter, [rotate] { return RunRotate(*rotate); });
 }
 
 }  // namespace pml::pmlctl

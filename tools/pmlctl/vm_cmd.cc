@@ -8,7 +8,6 @@
 #include <limits>
 #include <memory>
 #include <optional>
-#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -34,8 +33,8 @@
 #include "lib/rpc/client.h"
 #include "lib/rpc/status_convert.h"
 #include "pml/vmm/v1/vmm.grpc.pb.h"
+#include "tools/pmlctl/cli_util.h"
 #include "tools/pmlctl/client_flags.h"
-#include "tools/pmlctl/kms_cmd.h"
 
 namespace pml::pmlctl {
 namespace {
@@ -117,34 +116,7 @@ constexpr absl::string_view kTeeModePrefix = "TEE_MODE_";
 
 // ---- small output helpers
 
-std::string Hex(const std::string& bytes) { return core::HexEncode(absl::string_view(bytes)); }
-std::string HexOrDash(const std::string& bytes) { return bytes.empty() ? "-" : Hex(bytes); }
-std::string OrDash(const std::string& s) { return s.empty() ? "-" : s; }
 std::string YesNo(bool b) { return b ? "yes" : "no"; }
-
-// Rows padded into columns two spaces apart, each line starting with `indent`.
-std::string Table(const std::vector<std::vector<std::string>>& rows, absl::string_view indent) {
-  std::vector<size_t> widths;
-  for (const auto& row : rows) {
-    widths.resize(std::max(widths.size(), row.size()), 0);
-    for (size_t i = 0; i < row.size(); ++i) {
-      widths[i] = std::max(widths[i], row[i].size());
-    }
-  }
-  std::string out;
-  for (const auto& row : rows) {
-    std::string line(indent);
-    for (size_t i = 0; i < row.size(); ++i) {
-      line += row[i];
-      if (i + 1 < row.size()) {
-        line.append(widths[i] - row[i].size() + 2, ' ');
-      }
-    }
-    absl::StripTrailingAsciiWhitespace(&line);
-    out += line + "\n";
-  }
-  return out;
-}
 
 std::string PortList(const google::protobuf::RepeatedPtrField<v1::PortForward>& ports) {
   std::vector<std::string> specs;
@@ -162,45 +134,17 @@ std::vector<std::string> VmGpus(const v1::Vm& vm) {
 
 // ---- calls
 
-int Error(absl::string_view cmd, int code, const absl::Status& status) {
-  std::cout.flush();
-  std::cerr << "pmlctl " << cmd << ": error: " << status.ToString() << "\n";
-  return code;
-}
-
-absl::StatusOr<std::unique_ptr<Stub>> MakeStub(const ClientFlags& flags) {
-  PML_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, Connect(flags));
-  return v1::Vmm::NewStub(channel);
-}
-
-// One unary call with a deadline of --timeout-seconds plus `extra`; the gRPC status as an
-// absl::Status.
-template <typename Req, typename Resp>
-absl::Status Call(const ClientFlags& flags, Stub& stub,
-                  grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
-                  const Req& req, Resp* resp, absl::Duration extra = absl::ZeroDuration()) {
-  grpc::ClientContext ctx;
-  rpc::SetTimeout(ctx, absl::Seconds(flags.timeout_seconds) + extra);
-  return rpc::FromGrpcStatus((stub.*method)(&ctx, req, resp));
-}
-
-// Every VM that `base` selects, following next_page_token.
+// Every VM that `base` selects, following next_page_token from base.page_token().
 absl::Status ListAllVms(const ClientFlags& flags, Stub& stub, v1::ListVmsRequest base,
                         std::vector<v1::Vm>* out) {
-  std::set<std::string> tokens_seen;
-  for (int page = 0; page < kMaxListPages; ++page) {
-    v1::ListVmsResponse resp;
-    PML_RETURN_IF_ERROR(Call(flags, stub, &Stub::ListVms, base, &resp));
-    out->insert(out->end(), resp.vms().begin(), resp.vms().end());
-    if (resp.next_page_token().empty()) {
-      return absl::OkStatus();
-    }
-    if (!tokens_seen.insert(resp.next_page_token()).second) {
-      return absl::InternalError("the service returned the same page token twice");
-    }
-    base.set_page_token(resp.next_page_token());
-  }
-  return absl::InternalError(absl::StrCat("more than ", kMaxListPages, " pages"));
+  return FollowPages(kMaxListPages, base.page_token(),
+                     [&](const std::string& token) -> absl::StatusOr<std::string> {
+                       base.set_page_token(token);
+                       v1::ListVmsResponse resp;
+                       PML_RETURN_IF_ERROR(Call(flags, stub, &Stub::ListVms, base, &resp));
+                       out->insert(out->end(), resp.vms().begin(), resp.vms().end());
+                       return resp.next_page_token();
+                     });
 }
 
 // A VM argument as an id: UUID text as is, anything else by exact name (ListVms name_filter).
@@ -247,20 +191,20 @@ int RunGpuLs(const GpuLsOptions& o) {
   if (!o.state.empty()) {
     auto state = ParseGpuState(o.state);
     if (!state.ok()) {
-      return Error(kCmd, kVmExitUsage, state.status());
+      return PrintError(kCmd, kExitUsage, state.status());
     }
     req.set_state(*state);
   }
-  auto stub = MakeStub(o.client);
+  auto stub = MakeStub<v1::Vmm>(o.client);
   if (!stub.ok()) {
-    return Error(kCmd, kVmExitUsage, stub.status());
+    return PrintError(kCmd, kExitUsage, stub.status());
   }
   v1::ListGpusResponse resp;
   if (absl::Status s = Call(o.client, **stub, &Stub::ListGpus, req, &resp); !s.ok()) {
-    return Error(kCmd, kVmExitRefused, s);
+    return PrintError(kCmd, kExitRefused, s);
   }
   Print(o.json, resp, FormatGpuTable(resp));
-  return kVmExitOk;
+  return kExitOk;
 }
 
 struct PlainOptions {
@@ -270,32 +214,32 @@ struct PlainOptions {
 
 int RunImageLs(const PlainOptions& o) {
   constexpr absl::string_view kCmd = "image ls";
-  auto stub = MakeStub(o.client);
+  auto stub = MakeStub<v1::Vmm>(o.client);
   if (!stub.ok()) {
-    return Error(kCmd, kVmExitUsage, stub.status());
+    return PrintError(kCmd, kExitUsage, stub.status());
   }
   v1::ListImagesResponse resp;
   if (absl::Status s = Call(o.client, **stub, &Stub::ListImages, v1::ListImagesRequest(), &resp);
       !s.ok()) {
-    return Error(kCmd, kVmExitRefused, s);
+    return PrintError(kCmd, kExitRefused, s);
   }
   Print(o.json, resp, FormatImageTable(resp));
-  return kVmExitOk;
+  return kExitOk;
 }
 
 int RunHostInfo(const PlainOptions& o) {
   constexpr absl::string_view kCmd = "host info";
-  auto stub = MakeStub(o.client);
+  auto stub = MakeStub<v1::Vmm>(o.client);
   if (!stub.ok()) {
-    return Error(kCmd, kVmExitUsage, stub.status());
+    return PrintError(kCmd, kExitUsage, stub.status());
   }
   v1::GetHostInfoResponse resp;
   if (absl::Status s = Call(o.client, **stub, &Stub::GetHostInfo, v1::GetHostInfoRequest(), &resp);
       !s.ok()) {
-    return Error(kCmd, kVmExitRefused, s);
+    return PrintError(kCmd, kExitRefused, s);
   }
   Print(o.json, resp, FormatHostInfo(resp));
-  return kVmExitOk;
+  return kExitOk;
 }
 
 // ---- vm create
@@ -316,11 +260,11 @@ int RunCreate(CreateOptions o) {
   }
   auto req = BuildCreateVmRequest(o.flags);
   if (!req.ok()) {
-    return Error(kCmd, kVmExitUsage, req.status());
+    return PrintError(kCmd, kExitUsage, req.status());
   }
-  auto stub = MakeStub(o.client);
+  auto stub = MakeStub<v1::Vmm>(o.client);
   if (!stub.ok()) {
-    return Error(kCmd, kVmExitUsage, stub.status());
+    return PrintError(kCmd, kExitUsage, stub.status());
   }
   // Before the call: a create that times out may still have happened, and the same request id
   // makes the retry return that VM instead of a second one.
@@ -328,10 +272,10 @@ int RunCreate(CreateOptions o) {
             << req->request_id() << " to make the retry idempotent)\n";
   v1::CreateVmResponse resp;
   if (absl::Status s = Call(o.client, **stub, &Stub::CreateVm, *req, &resp); !s.ok()) {
-    return Error(kCmd, kVmExitRefused, s);
+    return PrintError(kCmd, kExitRefused, s);
   }
   Print(o.json, resp, FormatVm(resp.vm()));
-  return kVmExitOk;
+  return kExitOk;
 }
 
 // ---- vm start / stop / rm / get
@@ -348,20 +292,20 @@ struct VmRefOptions {
 struct Target {
   std::unique_ptr<Stub> stub;
   std::string vm_id;
-  int exit_code = kVmExitOk;
+  int exit_code = kExitOk;
 };
 
 Target Open(absl::string_view cmd, const ClientFlags& client, const std::string& ref) {
   Target t;
-  auto stub = MakeStub(client);
+  auto stub = MakeStub<v1::Vmm>(client);
   if (!stub.ok()) {
-    t.exit_code = Error(cmd, kVmExitUsage, stub.status());
+    t.exit_code = PrintError(cmd, kExitUsage, stub.status());
     return t;
   }
   t.stub = *std::move(stub);
   auto id = ResolveVmRef(client, *t.stub, ref);
   if (!id.ok()) {
-    t.exit_code = Error(cmd, kVmExitRefused, id.status());
+    t.exit_code = PrintError(cmd, kExitRefused, id.status());
     return t;
   }
   t.vm_id = *id;
@@ -371,17 +315,17 @@ Target Open(absl::string_view cmd, const ClientFlags& client, const std::string&
 int RunStart(const VmRefOptions& o) {
   constexpr absl::string_view kCmd = "vm start";
   Target t = Open(kCmd, o.client, o.vm);
-  if (t.exit_code != kVmExitOk) {
+  if (t.exit_code != kExitOk) {
     return t.exit_code;
   }
   v1::StartVmRequest req;
   req.set_vm_id(t.vm_id);
   v1::StartVmResponse resp;
   if (absl::Status s = Call(o.client, *t.stub, &Stub::StartVm, req, &resp); !s.ok()) {
-    return Error(kCmd, kVmExitRefused, s);
+    return PrintError(kCmd, kExitRefused, s);
   }
   Print(o.json, resp, FormatVm(resp.vm()));
-  return kVmExitOk;
+  return kExitOk;
 }
 
 int RunStop(const VmRefOptions& o) {
@@ -390,12 +334,12 @@ int RunStop(const VmRefOptions& o) {
   if (!o.timeout.empty()) {
     auto t = ParseStopTimeoutSeconds(o.timeout);
     if (!t.ok()) {
-      return Error(kCmd, kVmExitUsage, t.status());
+      return PrintError(kCmd, kExitUsage, t.status());
     }
     timeout_seconds = *t;
   }
   Target t = Open(kCmd, o.client, o.vm);
-  if (t.exit_code != kVmExitOk) {
+  if (t.exit_code != kExitOk) {
     return t.exit_code;
   }
   v1::StopVmRequest req;
@@ -408,16 +352,16 @@ int RunStop(const VmRefOptions& o) {
               : absl::Seconds(timeout_seconds == 0 ? kDefaultStopSeconds : timeout_seconds);
   v1::StopVmResponse resp;
   if (absl::Status s = Call(o.client, *t.stub, &Stub::StopVm, req, &resp, shutdown_wait); !s.ok()) {
-    return Error(kCmd, kVmExitRefused, s);
+    return PrintError(kCmd, kExitRefused, s);
   }
   Print(o.json, resp, FormatVm(resp.vm()));
-  return kVmExitOk;
+  return kExitOk;
 }
 
 int RunRm(const VmRefOptions& o) {
   constexpr absl::string_view kCmd = "vm rm";
   Target t = Open(kCmd, o.client, o.vm);
-  if (t.exit_code != kVmExitOk) {
+  if (t.exit_code != kExitOk) {
     return t.exit_code;
   }
   v1::RemoveVmRequest req;
@@ -425,28 +369,28 @@ int RunRm(const VmRefOptions& o) {
   req.set_force(o.force);
   v1::RemoveVmResponse resp;
   if (absl::Status s = Call(o.client, *t.stub, &Stub::RemoveVm, req, &resp); !s.ok()) {
-    return Error(kCmd, kVmExitRefused, s);
+    return PrintError(kCmd, kExitRefused, s);
   }
   Print(o.json, resp,
         absl::StrCat("removed VM ", t.vm_id, t.vm_id == o.vm ? "" : absl::StrCat(" (", o.vm, ")"),
                      ": its GPUs, ports and disks are released\n"));
-  return kVmExitOk;
+  return kExitOk;
 }
 
 int RunGet(const VmRefOptions& o) {
   constexpr absl::string_view kCmd = "vm get";
   Target t = Open(kCmd, o.client, o.vm);
-  if (t.exit_code != kVmExitOk) {
+  if (t.exit_code != kExitOk) {
     return t.exit_code;
   }
   v1::GetVmRequest req;
   req.set_vm_id(t.vm_id);
   v1::GetVmResponse resp;
   if (absl::Status s = Call(o.client, *t.stub, &Stub::GetVm, req, &resp); !s.ok()) {
-    return Error(kCmd, kVmExitRefused, s);
+    return PrintError(kCmd, kExitRefused, s);
   }
   Print(o.json, resp, FormatVm(resp.vm()));
-  return kVmExitOk;
+  return kExitOk;
 }
 
 // ---- vm ls
@@ -467,27 +411,27 @@ int RunLs(const LsOptions& o) {
   for (const std::string& s : o.states) {
     auto state = ParseVmState(s);
     if (!state.ok()) {
-      return Error(kCmd, kVmExitUsage, state.status());
+      return PrintError(kCmd, kExitUsage, state.status());
     }
     req.add_states(*state);
   }
   req.set_name_filter(o.name);
   req.set_page_size(o.page_size);
   req.set_page_token(o.page_token);
-  auto stub = MakeStub(o.client);
+  auto stub = MakeStub<v1::Vmm>(o.client);
   if (!stub.ok()) {
-    return Error(kCmd, kVmExitUsage, stub.status());
+    return PrintError(kCmd, kExitUsage, stub.status());
   }
   v1::ListVmsResponse resp;
   if (o.all) {
     std::vector<v1::Vm> vms;
     if (absl::Status s = ListAllVms(o.client, **stub, req, &vms); !s.ok()) {
-      return Error(kCmd, kVmExitRefused, s);
+      return PrintError(kCmd, kExitRefused, s);
     }
     resp.mutable_vms()->Assign(vms.begin(), vms.end());
     resp.set_total_size(static_cast<int32_t>(vms.size()));
   } else if (absl::Status s = Call(o.client, **stub, &Stub::ListVms, req, &resp); !s.ok()) {
-    return Error(kCmd, kVmExitRefused, s);
+    return PrintError(kCmd, kExitRefused, s);
   }
   Print(o.json, resp, FormatVmTable(std::vector<v1::Vm>(resp.vms().begin(), resp.vms().end())));
   if (!resp.next_page_token().empty() && !o.json) {
@@ -496,7 +440,7 @@ int RunLs(const LsOptions& o) {
               << " VMs shown; --all for every page, or --page-token " << resp.next_page_token()
               << " for the next\n";
   }
-  return kVmExitOk;
+  return kExitOk;
 }
 
 // ---- vm logs / watch
@@ -513,10 +457,10 @@ int RunLogs(const LogsOptions& o) {
   constexpr absl::string_view kCmd = "vm logs";
   auto max = ParseMaxDuration(o.max_duration);
   if (!max.ok()) {
-    return Error(kCmd, kVmExitUsage, max.status());
+    return PrintError(kCmd, kExitUsage, max.status());
   }
   Target t = Open(kCmd, o.client, o.vm);
-  if (t.exit_code != kVmExitOk) {
+  if (t.exit_code != kExitOk) {
     return t.exit_code;
   }
   v1::StreamLogsRequest req;
@@ -540,12 +484,12 @@ int RunLogs(const LogsOptions& o) {
   const grpc::Status s = reader->Finish();
   if (o.follow && s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
     std::cerr << "(stopped following after --max-duration " << o.max_duration << ")\n";
-    return kVmExitOk;
+    return kExitOk;
   }
   if (!s.ok()) {
-    return Error(kCmd, kVmExitRefused, rpc::FromGrpcStatus(s));
+    return PrintError(kCmd, kExitRefused, rpc::FromGrpcStatus(s));
   }
-  return kVmExitOk;
+  return kExitOk;
 }
 
 struct WatchOptions {
@@ -560,17 +504,17 @@ int RunWatch(const WatchOptions& o) {
   constexpr absl::string_view kCmd = "vm watch";
   auto max = ParseMaxDuration(o.max_duration);
   if (!max.ok()) {
-    return Error(kCmd, kVmExitUsage, max.status());
+    return PrintError(kCmd, kExitUsage, max.status());
   }
-  auto stub = MakeStub(o.client);
+  auto stub = MakeStub<v1::Vmm>(o.client);
   if (!stub.ok()) {
-    return Error(kCmd, kVmExitUsage, stub.status());
+    return PrintError(kCmd, kExitUsage, stub.status());
   }
   v1::WatchVmsRequest req;
   for (const std::string& ref : o.vms) {
     auto id = ResolveVmRef(o.client, **stub, ref);
     if (!id.ok()) {
-      return Error(kCmd, kVmExitRefused, id.status());
+      return PrintError(kCmd, kExitRefused, id.status());
     }
     req.add_vm_ids(*id);
   }
@@ -586,12 +530,12 @@ int RunWatch(const WatchOptions& o) {
   const grpc::Status s = reader->Finish();
   if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
     std::cerr << "(stopped watching after --max-duration " << o.max_duration << ")\n";
-    return kVmExitOk;
+    return kExitOk;
   }
   if (!s.ok()) {
-    return Error(kCmd, kVmExitRefused, rpc::FromGrpcStatus(s));
+    return PrintError(kCmd, kExitRefused, rpc::FromGrpcStatus(s));
   }
-  return kVmExitOk;
+  return kExitOk;
 }
 
 // ---- vm update
@@ -611,27 +555,27 @@ struct UpdateOptions {
 int RunUpdate(const UpdateOptions& o) {
   constexpr absl::string_view kCmd = "vm update";
   Target t = Open(kCmd, o.client, o.vm);
-  if (t.exit_code != kVmExitOk) {
+  if (t.exit_code != kExitOk) {
     return t.exit_code;
   }
   v1::GetVmRequest get;
   get.set_vm_id(t.vm_id);
   v1::GetVmResponse current;
   if (absl::Status s = Call(o.client, *t.stub, &Stub::GetVm, get, &current); !s.ok()) {
-    return Error(kCmd, kVmExitRefused, s);
+    return PrintError(kCmd, kExitRefused, s);
   }
   auto req = BuildUpdateVmRequest(t.vm_id, o.flags, current.vm());
   if (!req.ok()) {
-    return Error(kCmd, kVmExitUsage, req.status());
+    return PrintError(kCmd, kExitUsage, req.status());
   }
   v1::UpdateVmResponse resp;
   if (absl::Status s = Call(o.client, *t.stub, &Stub::UpdateVm, *req, &resp); !s.ok()) {
-    return Error(kCmd, kVmExitRefused, s);
+    return PrintError(kCmd, kExitRefused, s);
   }
   Print(o.json, resp,
         absl::StrCat("updated ", absl::StrJoin(req->update_mask().paths(), ", "), "\n",
                      FormatVm(resp.vm())));
-  return kVmExitOk;
+  return kExitOk;
 }
 
 // ---- vm compose-hash
@@ -648,40 +592,41 @@ struct ComposeHashOptions {
 int RunComposeHash(const ComposeHashOptions& o) {
   constexpr absl::string_view kCmd = "vm compose-hash";
   if (!o.compose.app_compose_file.empty() && (!o.name.empty() || o.kms_enabled)) {
-    return Error(kCmd, kVmExitUsage,
-                 absl::InvalidArgumentError("--name and --kms-enabled apply to --compose and "
-                                            "--bash-script only (--app-compose is hashed as is)"));
+    return PrintError(
+        kCmd, kExitUsage,
+        absl::InvalidArgumentError("--name and --kms-enabled apply to --compose and "
+                                   "--bash-script only (--app-compose is hashed as is)"));
   }
   auto compose = LoadAppCompose(o.compose, o.name, o.kms_enabled);
   if (!compose.ok()) {
-    return Error(kCmd, kVmExitUsage, compose.status());
+    return PrintError(kCmd, kExitUsage, compose.status());
   }
   const v1::GetComposeHashResponse local = ComputeComposeHash(*compose);
   if (!o.remote) {
     Print(o.json, local, FormatComposeHash(local));
-    return kVmExitOk;
+    return kExitOk;
   }
   if (o.client.addr.empty()) {
-    return Error(kCmd, kVmExitUsage, absl::InvalidArgumentError("--remote needs --addr"));
+    return PrintError(kCmd, kExitUsage, absl::InvalidArgumentError("--remote needs --addr"));
   }
-  auto stub = MakeStub(o.client);
+  auto stub = MakeStub<v1::Vmm>(o.client);
   if (!stub.ok()) {
-    return Error(kCmd, kVmExitUsage, stub.status());
+    return PrintError(kCmd, kExitUsage, stub.status());
   }
   v1::GetComposeHashRequest req;
   req.set_app_compose(*compose);
   v1::GetComposeHashResponse resp;
   if (absl::Status s = Call(o.client, **stub, &Stub::GetComposeHash, req, &resp); !s.ok()) {
-    return Error(kCmd, kVmExitRefused, s);
+    return PrintError(kCmd, kExitRefused, s);
   }
   Print(o.json, resp, FormatComposeHash(resp));
   if (resp.SerializeAsString() != local.SerializeAsString()) {
-    return Error(kCmd, kVmExitRefused,
-                 absl::InternalError(absl::StrCat("the VMM's answer differs from pmlctl's own "
-                                                  "computation (compose hash ",
-                                                  Hex(local.compose_hash()), ")")));
+    return PrintError(kCmd, kExitRefused,
+                      absl::InternalError(absl::StrCat("the VMM's answer differs from pmlctl's own "
+                                                       "computation (compose hash ",
+                                                       Hex(local.compose_hash()), ")")));
   }
-  return kVmExitOk;
+  return kExitOk;
 }
 
 // ---- registration
@@ -692,17 +637,6 @@ constexpr char kExitCodesFooter[] =
     "VM argument that names no VM or several; 2 usage or local I/O error (a bad --port, --memory,\n"
     "--disk or --app-id, conflicting flags, an unreadable file). Errors the argument parser finds\n"
     "(a missing --addr, a non-numeric number) exit with CLI11's codes, 100 and up.";
-
-// Runs `run` as the subcommand's callback and hands its exit code to CLI11_PARSE.
-template <typename Fn>
-void OnParsed(CLI::App* cmd, Fn run) {
-  cmd->footer(kExitCodesFooter);
-  cmd->callback([run] {
-    const int code = run();
-    std::cout.flush();
-    throw CLI::RuntimeError{code};
-  });
-}
 
 void AddJsonFlag(CLI::App& cmd, bool& json) {
   cmd.add_flag("--json", json,
@@ -755,7 +689,7 @@ void AddInventoryCommands(CLI::App& app) {
   AddClientFlags(*gpu_ls_cmd, gpu_ls->client);
   AddGpuState(*gpu_ls_cmd, gpu_ls->state);
   AddJsonFlag(*gpu_ls_cmd, gpu_ls->json);
-  OnParsed(gpu_ls_cmd, [gpu_ls] { return RunGpuLs(*gpu_ls); });
+  OnParsed(gpu_ls_cmd, kExitCodesFooter, [gpu_ls] { return RunGpuLs(*gpu_ls); });
 
   auto* image = app.add_subcommand("image", "guest images of a pml-vmm host");
   image->require_subcommand(1);
@@ -767,7 +701,7 @@ void AddInventoryCommands(CLI::App& app) {
       "is unusable if it is");
   AddClientFlags(*image_ls_cmd, image_ls->client);
   AddJsonFlag(*image_ls_cmd, image_ls->json);
-  OnParsed(image_ls_cmd, [image_ls] { return RunImageLs(*image_ls); });
+  OnParsed(image_ls_cmd, kExitCodesFooter, [image_ls] { return RunImageLs(*image_ls); });
 
   auto* host = app.add_subcommand("host", "a pml-vmm host");
   host->require_subcommand(1);
@@ -779,7 +713,7 @@ void AddInventoryCommands(CLI::App& app) {
       "hold, NUMA nodes, hugepages, allowed host port ranges");
   AddClientFlags(*host_info_cmd, host_info->client);
   AddJsonFlag(*host_info_cmd, host_info->json);
-  OnParsed(host_info_cmd, [host_info] { return RunHostInfo(*host_info); });
+  OnParsed(host_info_cmd, kExitCodesFooter, [host_info] { return RunHostInfo(*host_info); });
 }
 
 void AddCreateCommand(CLI::App& vm) {
@@ -845,7 +779,7 @@ void AddCreateCommand(CLI::App& vm) {
                   "1-128 characters that make the create idempotent (default: a fresh UUID)");
   cmd->add_flag("--start", f.start, "start the VM once created");
   AddJsonFlag(*cmd, o->json);
-  OnParsed(cmd, [o, numa] {
+  OnParsed(cmd, kExitCodesFooter, [o, numa] {
     if (numa->count() > 0) {
       o->flags.numa_node = o->numa_node;
     }
@@ -862,7 +796,7 @@ void AddLifecycleCommands(CLI::App& vm) {
   AddClientFlags(*start_cmd, start->client);
   AddVmArg(*start_cmd, start->vm);
   AddJsonFlag(*start_cmd, start->json);
-  OnParsed(start_cmd, [start] { return RunStart(*start); });
+  OnParsed(start_cmd, kExitCodesFooter, [start] { return RunStart(*start); });
 
   auto stop = std::make_shared<VmRefOptions>();
   auto* stop_cmd = vm.add_subcommand(
@@ -877,7 +811,7 @@ void AddLifecycleCommands(CLI::App& vm) {
                        "how long the guest gets to shut down before it is forced off: 30s, 2m or "
                        "seconds (default: the VMM's, 30s)");
   AddJsonFlag(*stop_cmd, stop->json);
-  OnParsed(stop_cmd, [stop] { return RunStop(*stop); });
+  OnParsed(stop_cmd, kExitCodesFooter, [stop] { return RunStop(*stop); });
 
   auto rm = std::make_shared<VmRefOptions>();
   auto* rm_cmd = vm.add_subcommand(
@@ -888,7 +822,7 @@ void AddLifecycleCommands(CLI::App& vm) {
   AddVmArg(*rm_cmd, rm->vm);
   rm_cmd->add_flag("--force", rm->force, "force a running VM off first");
   AddJsonFlag(*rm_cmd, rm->json);
-  OnParsed(rm_cmd, [rm] { return RunRm(*rm); });
+  OnParsed(rm_cmd, kExitCodesFooter, [rm] { return RunRm(*rm); });
 
   auto get = std::make_shared<VmRefOptions>();
   auto* get_cmd = vm.add_subcommand(
@@ -898,7 +832,7 @@ void AddLifecycleCommands(CLI::App& vm) {
   AddClientFlags(*get_cmd, get->client);
   AddVmArg(*get_cmd, get->vm);
   AddJsonFlag(*get_cmd, get->json);
-  OnParsed(get_cmd, [get] { return RunGet(*get); });
+  OnParsed(get_cmd, kExitCodesFooter, [get] { return RunGet(*get); });
 
   auto ls = std::make_shared<LsOptions>();
   auto* ls_cmd = vm.add_subcommand(
@@ -921,7 +855,7 @@ void AddLifecycleCommands(CLI::App& vm) {
   ls_cmd->add_option("--page-token", ls->page_token, "start at this page (from a previous ls)");
   ls_cmd->add_flag("--all", ls->all, "follow every page");
   AddJsonFlag(*ls_cmd, ls->json);
-  OnParsed(ls_cmd, [ls] { return RunLs(*ls); });
+  OnParsed(ls_cmd, kExitCodesFooter, [ls] { return RunLs(*ls); });
 }
 
 void AddStreamCommands(CLI::App& vm) {
@@ -938,7 +872,7 @@ void AddStreamCommands(CLI::App& vm) {
                    "start this many bytes before the end of the kept output (0: from its start)")
       ->capture_default_str();
   AddMaxDuration(*logs_cmd, logs->max_duration);
-  OnParsed(logs_cmd, [logs] { return RunLogs(*logs); });
+  OnParsed(logs_cmd, kExitCodesFooter, [logs] { return RunLogs(*logs); });
 
   auto watch = std::make_shared<WatchOptions>();
   auto* watch_cmd = vm.add_subcommand(
@@ -951,7 +885,7 @@ void AddStreamCommands(CLI::App& vm) {
   watch_cmd->add_flag("--initial", watch->initial, "first print one event per existing VM");
   AddMaxDuration(*watch_cmd, watch->max_duration);
   watch_cmd->add_flag("--json", watch->json, "print one protobuf-JSON VmEvent per line");
-  OnParsed(watch_cmd, [watch] { return RunWatch(*watch); });
+  OnParsed(watch_cmd, kExitCodesFooter, [watch] { return RunWatch(*watch); });
 }
 
 void AddUpdateCommand(CLI::App& vm) {
@@ -992,7 +926,7 @@ void AddUpdateCommand(CLI::App& vm) {
   auto* numa = cmd->add_option("--numa-node", o->numa_node, "NUMA node to pin to");
   cmd->add_flag("--no-numa-node", f.no_numa_node, "pin to the GPUs' node again");
   AddJsonFlag(*cmd, o->json);
-  OnParsed(cmd, [o, vcpus, memory, disk, hugepages, pin, numa] {
+  OnParsed(cmd, kExitCodesFooter, [o, vcpus, memory, disk, hugepages, pin, numa] {
     UpdateVmFlags& u = o->flags;
     if (vcpus->count() > 0) {
       u.vcpus = o->vcpus;
@@ -1035,7 +969,7 @@ void AddComposeHashCommand(CLI::App& vm) {
                 "--kms-url");
   cmd->add_flag("--remote", o->remote, "ask the VMM (GetComposeHash) with the connection flags");
   AddJsonFlag(*cmd, o->json);
-  OnParsed(cmd, [o] { return RunComposeHash(*o); });
+  OnParsed(cmd, kExitCodesFooter, [o] { return RunComposeHash(*o); });
 }
 
 // Strict RFC 3629 check via nlohmann's serializer.
@@ -1643,7 +1577,7 @@ std::string FormatGpuTable(const v1::ListGpusResponse& resp) {
                     g.iommu_group() < 0 ? "-" : absl::StrCat(g.iommu_group()), OrDash(g.driver()),
                     GpuStateName(g.state()), holder});
   }
-  return Table(rows, "");
+  return FormatTable(rows, "");
 }
 
 std::string FormatImageTable(const v1::ListImagesResponse& resp) {
@@ -1662,7 +1596,7 @@ std::string FormatImageTable(const v1::ListImagesResponse& resp) {
     rows.push_back({im.name(), OrDash(im.version()), variant, YesNo(im.tdx_capable()),
                     HexOrDash(im.os_image_hash()), im.error().empty() ? "ok" : im.error()});
   }
-  return Table(rows, "");
+  return FormatTable(rows, "");
 }
 
 std::string FormatHostInfo(const v1::GetHostInfoResponse& h) {
@@ -1695,7 +1629,7 @@ std::string FormatHostInfo(const v1::GetHostInfoResponse& h) {
     rows.push_back({absl::StrCat(n.id()), OrDash(n.cpus()), absl::StrCat(n.memory_mib()),
                     absl::StrCat(n.free_hugepages())});
   }
-  absl::StrAppend(&out, "numa nodes:\n", Table(rows, "  "));
+  absl::StrAppend(&out, "numa nodes:\n", FormatTable(rows, "  "));
   return out;
 }
 
@@ -1760,7 +1694,7 @@ std::string FormatVmTable(const std::vector<v1::Vm>& vms) {
                     vm.spec().ports().empty() ? "-" : PortList(vm.spec().ports()),
                     FormatTimestamp(vm.create_time())});
   }
-  return Table(rows, "");
+  return FormatTable(rows, "");
 }
 
 std::string FormatVmEvent(const v1::VmEvent& e) {

@@ -58,10 +58,6 @@
 
 namespace pml::pmlctl {
 
-inline constexpr int kVmExitOk = 0;
-inline constexpr int kVmExitRefused = 1;
-inline constexpr int kVmExitUsage = 2;
-
 // Registers `gpu` (ls), `image` (ls), `host` (info) and `vm` (create, start, stop, rm, get, ls,
 // logs, watch, update, compose-hash) on `app`. Each subcommand's callback runs the command and
 // ends parsing with CLI::RuntimeError(exit code), like `kms`.
