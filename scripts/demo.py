@@ -124,8 +124,13 @@ def main():
             time.sleep(1)
         step(f"verifying the app at https://127.0.0.1:{https_port} (pmlctl verify endpoint: the "
              f"RA-TLS certificate's quote, bound to its TLS key, appraised under demo-app)")
-        r = pmlctl(stack, verifier, "verify", "endpoint", f"https://127.0.0.1:{https_port}",
-                   "--policy-id", "demo-app", "--as", "viewer", check=False)
+        deadline = time.monotonic() + 60
+        while True:  # the app prints its line just before openssl starts listening
+            r = pmlctl(stack, verifier, "verify", "endpoint", f"https://127.0.0.1:{https_port}",
+                       "--policy-id", "demo-app", "--as", "viewer", check=False)
+            if "UNAVAILABLE" not in r.stderr or time.monotonic() > deadline:
+                break
+            time.sleep(1)
         print(r.stdout + r.stderr, end="", flush=True)
         ok = r.returncode == 0
         step(("VERIFIED" if ok else "NOT VERIFIED") + " (simulated TEE: development only)")

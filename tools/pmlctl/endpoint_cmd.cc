@@ -1,6 +1,7 @@
 #include "tools/pmlctl/endpoint_cmd.h"
 
 #include <arpa/inet.h>
+#include <signal.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -41,7 +42,7 @@ using BioAllPtr = std::unique_ptr<BIO, Free<BIO_free_all>>;
 
 std::string OpensslError() {
   const unsigned long e = ERR_get_error();  // NOLINT(runtime/int): OpenSSL's type
-  if (e == 0) return "no OpenSSL detail";
+  if (e == 0) return "the connection closed during the handshake (nothing speaks TLS there yet?)";
   char buf[256];
   ERR_error_string_n(e, buf, sizeof(buf));
   ERR_clear_error();
@@ -109,6 +110,9 @@ absl::StatusOr<EndpointUrl> ParseEndpointUrl(absl::string_view url) {
 absl::StatusOr<std::vector<crypto::X509Ptr>> FetchPeerChain(const EndpointUrl& url,
                                                            int timeout_seconds) {
   ERR_clear_error();
+  // A peer that closes mid-handshake (e.g. QEMU's port forward before the guest listens) must be
+  // an error, not a SIGPIPE that kills pmlctl without a word.
+  signal(SIGPIPE, SIG_IGN);
   SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
   if (!ctx) return absl::InternalError(absl::StrCat("TLS context: ", OpensslError()));
   SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
