@@ -44,15 +44,6 @@ namespace {
 constexpr int kDefaultPageSize = 100;
 constexpr int kMaxPageSize = 1000;
 
-std::string NewUuid() {
-  std::vector<uint8_t> b = crypto::RandomBytes(16);
-  b[6] = (b[6] & 0x0f) | 0x40;
-  b[8] = (b[8] & 0x3f) | 0x80;
-  const std::string h = core::HexEncode(b);
-  return absl::StrCat(h.substr(0, 8), "-", h.substr(8, 4), "-", h.substr(12, 4), "-",
-                      h.substr(16, 4), "-", h.substr(20));
-}
-
 const char* ProtoText(PortProtocol p) { return p == PortProtocol::kUdp ? "udp" : "tcp"; }
 
 VmState FromDomain(DomainRunState s) {

@@ -166,6 +166,15 @@ std::vector<uint8_t> ComputeInstanceId(absl::Span<const uint8_t> seed,
   return std::vector<uint8_t>(h.begin(), h.begin() + 20);
 }
 
+std::string NewUuid() {
+  std::vector<uint8_t> b = crypto::RandomBytes(16);
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const std::string h = core::HexEncode(b);
+  return absl::StrCat(h.substr(0, 8), "-", h.substr(8, 4), "-", h.substr(12, 4), "-",
+                      h.substr(16, 4), "-", h.substr(20));
+}
+
 std::string SpecToJson(const VmSpec& s) {
   Json ports = Json::array();
   for (const auto& p : s.ports) {

@@ -50,6 +50,9 @@ AppIdentity ComputeAppIdentity(absl::string_view app_compose, absl::Span<const u
 // SHA-256(seed ‖ app_id)[0..20].
 std::vector<uint8_t> ComputeInstanceId(absl::Span<const uint8_t> seed, absl::Span<const uint8_t> app_id);
 
+// A random (version 4) UUID in text form: VM ids, domain UUIDs, the store's instance id.
+std::string NewUuid();
+
 // The stored form of a spec: compact JSON with sorted keys (bytes as hex). SpecFromJson accepts
 // only what SpecToJson writes (kDataLoss for anything else: the store is ours). SpecHash is the
 // hex SHA-256 of SpecToJson, stamped into the domain's metadata.

@@ -4,9 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "lib/core/hex.h"
 #include "lib/core/status.h"
-#include "lib/crypto/hash.h"
 #include "services/vmm/vm_spec.h"
 
 namespace pml::vmm {
@@ -93,10 +91,7 @@ absl::StatusOr<std::unique_ptr<VmStore>> VmStore::Open(absl::string_view url) {
 }
 
 absl::StatusOr<std::string> VmStore::InstanceId() {
-  const std::vector<uint8_t> r = crypto::RandomBytes(16);
-  const std::string h = core::HexEncode(r);
-  const std::string fresh = absl::StrCat(h.substr(0, 8), "-", h.substr(8, 4), "-", h.substr(12, 4),
-                                         "-", h.substr(16, 4), "-", h.substr(20));
+  const std::string fresh = NewUuid();
   PML_RETURN_IF_ERROR(db_->Query("INSERT INTO vmm_meta (key, value) VALUES ('instance_id', ?) "
                                  "ON CONFLICT (key) DO NOTHING",
                                  {SqlValue(fresh)})
