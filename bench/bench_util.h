@@ -81,12 +81,19 @@ struct LoadResult {
   std::vector<double> latency_us;  // sorted
   double wall_seconds = 0;
   double cpu_seconds = 0;  // the whole process: clients, servers, everything in it
+  double client_cpu_seconds = 0;  // the calling threads alone (the load generator's share)
 
   double PerSecond() const {
     return wall_seconds > 0 ? static_cast<double>(latency_us.size()) / wall_seconds : 0;
   }
   double CpuUsPerRequest() const {
     return latency_us.empty() ? 0 : cpu_seconds * 1e6 / static_cast<double>(latency_us.size());
+  }
+  double ClientCpuUsPerRequest() const {
+    if (client_cpu_seconds < 0)
+      return -1;  // not measured
+    return latency_us.empty() ? 0
+                              : client_cpu_seconds * 1e6 / static_cast<double>(latency_us.size());
   }
 };
 
@@ -118,6 +125,7 @@ inline absl::Status RunClosedLoop(const std::vector<std::function<absl::Status()
     failed = true;
   };
   std::vector<std::vector<double>> per_thread(calls.size());
+  std::vector<double> thread_cpu(calls.size(), 0);
   std::latch warmed(threads + 1);
   std::latch go(threads + 1);
   Clock::time_point deadline;  // written before `go` opens, read after
@@ -139,6 +147,12 @@ inline absl::Status RunClosedLoop(const std::vector<std::function<absl::Status()
       if (!ok || failed.load()) {
         return;
       }
+      const double cpu_start = ThreadCpuSeconds();
+      struct Count {  // this thread's CPU from `go` to its return
+        double& out;
+        double start;
+        ~Count() { out = ThreadCpuSeconds() - start; }
+      } count{thread_cpu[t], cpu_start};
       for (;;) {
         const Clock::time_point t0 = Clock::now();
         absl::Status s = calls[t]();
@@ -168,6 +182,7 @@ inline absl::Status RunClosedLoop(const std::vector<std::function<absl::Status()
   }
   out->wall_seconds = SecondsSince(start);
   out->cpu_seconds = ProcessCpuSeconds() - cpu0;
+  out->client_cpu_seconds = std::accumulate(thread_cpu.begin(), thread_cpu.end(), 0.0);
   {
     absl::MutexLock lock(&mu);
     if (!first_error.ok()) {

@@ -21,8 +21,14 @@
 //             report data = ComputeReportData(kKmsKeyRelease, its public key), BuildEvidenceBundle.
 //             A pool of requests is built before any timing (quoting is the CVM's cost); the KMS
 //             remembers no request, so the pool is reused round robin.
-//   clients   N threads, each one simulated CVM with its own TLS connection (a channel with a
-//             local subchannel pool), calling GetAppKeys back to back for --seconds.
+//             With --gpus N each CVM also carries N simulated H100s' evidence, and the app's
+//             policy requires N GPUs (the product's CVMs have GPUs; their appraisal is most of
+//             the verification cost).
+//   clients   N simulated CVMs, each with its own TLS connection (a channel with a local
+//             subchannel pool), calling GetAppKeys back to back (closed loop) for --seconds.
+//             --load callbacks (the default) drives them from gRPC's callback API, one call in
+//             flight per CVM and no thread per CVM; --load threads gives each CVM a blocking
+//             thread, whose scheduling then competes with the KMS for the same two cores.
 // Rows: the verification cost (the in-process appraisal alone, sequential: the bound); GetAppKeys
 // with the real verifier, with a fake one costing that much, and with a zero-cost one, for each N;
 // one client opening a new TLS connection per call (as a booting guest agent does); GetPublicInfo
@@ -30,6 +36,7 @@
 // verifier, 1 client, p50) / verification cost < 20%; p99 at 64 clients, real verifier < 50 ms.
 //
 //   pml-bench-kms [--clients 1,16,64] [--seconds 3] [--fake-verifier spin-cpu|spin-wall|sleep]
+//                 [--load callbacks|threads] [--gpus N]
 
 #include <errno.h>
 #include <stdlib.h>
@@ -91,6 +98,7 @@
 #include "services/attestation/signing_keys.h"
 #include "services/attestation/verifier_core.h"
 #include "services/guest-agent/agent_core.h"
+#include "services/guest-agent/gpu_source.h"
 #include "services/guest-agent/runtime_log.h"
 #include "services/kms/derive.h"
 #include "services/kms/key_release.h"
@@ -111,7 +119,7 @@ constexpr int kP99TargetClients = 64;
 constexpr auto kClientDeadline = std::chrono::seconds(30);
 constexpr int kCvms = 8;  // distinct simulated CVMs (instance ids) the request pool comes from
 // pml-kms's defaults (lib/rpc/flags.h ServerFlags): handler threads and queue.
-constexpr unsigned kHandlerThreads = 4;
+unsigned kHandlerThreads = 4;  // --handler-threads; pml-kms's default
 constexpr unsigned kHandlerQueue = 256;
 constexpr char kVerifierPolicyId[] = "bench-app";
 constexpr char kComposeText[] =
@@ -251,6 +259,7 @@ class SwitchVerifier final : public kms::VerifierClient {
 struct Cvm {
   std::unique_ptr<tee::TdxSimulator> tee;
   std::unique_ptr<guest::RuntimeEventLog> log;
+  std::unique_ptr<guest::GpuSource> gpus;  // null: a CPU-only CVM
   guest::AgentIdentity identity;
 };
 
@@ -269,8 +278,12 @@ AppIdentity MakeAppIdentity() {
 
 // One simulated CVM of the app, booted as far as the guest agent is when it asks the KMS for
 // keys: RTMR3 holds the boot events up to boot-mr-done.
-absl::StatusOr<Cvm> StartCvm(const std::string& dir, int index, const AppIdentity& app) {
+absl::StatusOr<Cvm> StartCvm(const std::string& dir, int index, const AppIdentity& app,
+                             int gpus) {
   Cvm c;
+  if (gpus > 0) {
+    PML_ASSIGN_OR_RETURN(c.gpus, guest::MakeSimulatedGpus(gpus));
+  }
   tee::SimulatorOptions so;
   so.mrtd.fill(0x11);
   so.rtmr0.fill(0x20);
@@ -318,7 +331,7 @@ absl::StatusOr<PooledRequest> BuildRequest(Cvm& cvm) {
                        ratls::ComputeReportData(ratls::ReportDataPurpose::kKmsKeyRelease,
                                                 p.ephemeral.public_key));
   PML_ASSIGN_OR_RETURN(*p.request.mutable_evidence(),
-                       guest::BuildEvidenceBundle(*cvm.log, /*gpus=*/nullptr, cvm.identity, rd));
+                       guest::BuildEvidenceBundle(*cvm.log, cvm.gpus.get(), cvm.identity, rd));
   p.request.set_ephemeral_public_key(
       std::string(p.ephemeral.public_key.begin(), p.ephemeral.public_key.end()));
   return p;
@@ -365,9 +378,7 @@ absl::StatusOr<std::unique_ptr<Kms>> StartKms(const std::string& dir,
   auto k = std::make_unique<Kms>();
   k->dir = dir;
   PML_RETURN_IF_ERROR(core::MakeDirs(dir, 0700));
-  PML_ASSIGN_OR_RETURN(std::unique_ptr<store::SqlDb> db,
-                       store::OpenSqlDb(absl::StrCat("sqlite:", dir, "/kms.db")));
-  PML_ASSIGN_OR_RETURN(k->store, kms::KmsStore::Open(std::move(db)));
+  PML_ASSIGN_OR_RETURN(k->store, kms::KmsStore::OpenUrl(absl::StrCat("sqlite:", dir, "/kms.db")));
   PML_ASSIGN_OR_RETURN(k->keys, kms::RootKeys::Open(dir, *k->store, "kms-0"));
   PML_ASSIGN_OR_RETURN(std::shared_ptr<const kms::IdentityCa> identity, k->keys->Identity());
   PML_ASSIGN_OR_RETURN(kms::GuestTls tls,
@@ -518,6 +529,108 @@ CallFactory GrpcCalls(const std::string& target, const std::string& root_pem,
   };
 }
 
+// The same closed loop driven from gRPC's callback threads instead of a thread per CVM: each
+// simulated CVM keeps one GetAppKeys in flight on its own channel (its own TLS connection) and
+// sends the next when the answer arrives, for `seconds`. 64 CVMs are 64 machines, not 64 threads
+// sharing the KMS's two cores; this load generator leaves more of them to the KMS (its CPU is
+// part of the process's, so `CPU us/req` still counts it, but it cannot be told apart: the
+// "of which clients" column reads -1).
+absl::StatusOr<Result> MeasureAsync(int clients, double seconds, const std::string& target,
+                                    const std::string& root_pem,
+                                    const std::vector<PooledRequest>& pool,
+                                    const std::string& app_id, int count_port) {
+  struct Cvm {
+    std::unique_ptr<kms::v1::KeyRelease::Stub> stub;
+    size_t next = 0;
+    std::unique_ptr<grpc::ClientContext> ctx;
+    kms::v1::GetAppKeysResponse resp;
+    Clock::time_point t0;
+    std::vector<double> latency_us;
+  };
+  std::vector<Cvm> cvms(static_cast<size_t>(clients));
+  for (int t = 0; t < clients; ++t) {
+    Cvm& c = cvms[static_cast<size_t>(t)];
+    c.stub = kms::v1::KeyRelease::NewStub(CvmChannel(target, root_pem));
+    c.next = static_cast<size_t>(t) % pool.size();
+    c.latency_us.reserve(1 << 14);
+  }
+  // Warm-up, all CVMs at once: connections, TLS handshakes, caches.
+  {
+    std::vector<std::thread> warm;
+    absl::Mutex mu;
+    absl::Status first;
+    for (Cvm& c : cvms) {
+      warm.emplace_back([&] {
+        for (int i = 0; i < 3; ++i) {
+          kms::v1::GetAppKeysResponse resp;
+          absl::Status s = CallGetAppKeys(*c.stub, pool[c.next].request, resp);
+          if (!s.ok()) {
+            absl::MutexLock l(&mu);
+            first.Update(s);
+            return;
+          }
+        }
+      });
+    }
+    for (std::thread& t : warm)
+      t.join();
+    PML_RETURN_IF_ERROR(first);
+  }
+  Result r;
+  r.clients = clients;
+  if (count_port > 0)
+    r.connections = EstablishedConnections(count_port);
+  absl::Mutex mu;
+  int running = clients;
+  absl::Status first_error;
+  Clock::time_point deadline;
+  std::function<void(Cvm&)> start = [&](Cvm& c) {
+    const kms::v1::GetAppKeysRequest& req = pool[c.next].request;
+    c.next = (c.next + static_cast<size_t>(clients)) % pool.size();
+    c.ctx = std::make_unique<grpc::ClientContext>();
+    c.ctx->set_deadline(std::chrono::system_clock::now() + kClientDeadline);
+    c.resp.Clear();
+    c.t0 = Clock::now();
+    c.stub->async()->GetAppKeys(c.ctx.get(), &req, &c.resp, [&, cp = &c](grpc::Status st) {
+      const Clock::time_point t1 = Clock::now();
+      absl::Status s = st.ok() ? CheckResponse(cp->resp, app_id)
+                               : absl::Status(static_cast<absl::StatusCode>(st.error_code()),
+                                              absl::StrCat("GetAppKeys: ", st.error_message()));
+      bool again = s.ok() && t1 < deadline;
+      if (s.ok())
+        cp->latency_us.push_back(std::chrono::duration<double, std::micro>(t1 - cp->t0).count());
+      {
+        absl::MutexLock l(&mu);
+        if (!s.ok())
+          first_error.Update(s);
+        again = again && first_error.ok();
+        if (!again)
+          --running;
+      }
+      if (again)
+        start(*cp);
+    });
+  };
+  const double cpu0 = ProcessCpuSeconds();
+  const Clock::time_point t_start = Clock::now();
+  deadline =
+      t_start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  for (Cvm& c : cvms)
+    start(c);
+  {
+    absl::MutexLock l(&mu);
+    mu.Await(absl::Condition(+[](int* n) { return *n == 0; }, &running));
+  }
+  r.wall_seconds = SecondsSince(t_start);
+  r.cpu_seconds = ProcessCpuSeconds() - cpu0;
+  r.client_cpu_seconds = -1;
+  PML_RETURN_IF_ERROR(first_error);
+  for (const Cvm& c : cvms)
+    r.latency_us.insert(r.latency_us.end(), c.latency_us.begin(), c.latency_us.end());
+  std::sort(r.latency_us.begin(), r.latency_us.end());
+  return r;
+}
+
 // Mean wall and thread-CPU microseconds of `fn`, sequential on this thread, after a warm-up.
 struct Timing {
   double wall_us = 0;
@@ -620,9 +733,9 @@ absl::StatusOr<std::vector<Step>> Breakdown(Kms& k, SwitchVerifier& verifier,
     return absl::InternalError("no release audit event to copy");
   const kms::v1::AuditEvent audit = audits.first[0];
 
-  PML_RETURN_IF_ERROR(add("RootKeys::Current (SELECT every epoch row)",
+  PML_RETURN_IF_ERROR(add("RootKeys::Current (SELECT MAX(epoch), reader)",
                           [&](size_t) { return k.keys->Current().status(); }));
-  PML_RETURN_IF_ERROR(add("KmsStore::GetAppPolicy (SELECT)",
+  PML_RETURN_IF_ERROR(add("KmsStore::GetAppPolicy (SELECT, reader)",
                           [&](size_t) { return k.store->GetAppPolicy(app_id).status(); }));
   PML_RETURN_IF_ERROR(add("audit measurements: tdx::ParseQuote", [&](size_t i) {
     return tdx::ParseQuote(core::AsBytes(pool[i % pool.size()].request.evidence().tdx_quote()))
@@ -681,8 +794,16 @@ absl::StatusOr<std::vector<Step>> Breakdown(Kms& k, SwitchVerifier& verifier,
     return crypto::SignSecp256k1Recoverable(*root_k256, digest).status();
   }));
   const std::string plain(900, 'k');  // about a serialized AppKeys
-  PML_RETURN_IF_ERROR(add("crypto::Seal (X25519 + AEAD, ~900 bytes)", [&](size_t i) {
+  PML_RETURN_IF_ERROR(add("crypto::Seal, fresh sender key (2 X25519)", [&](size_t i) {
     return crypto::Seal(core::AsBytes(pool[i % pool.size()].request.ephemeral_public_key()),
+                        core::AsBytes(plain), core::AsBytes(app_id), kms::kAppKeysSealLabel)
+        .status();
+  }));
+  PML_ASSIGN_OR_RETURN(std::shared_ptr<const crypto::SealSender> sender,
+                       crypto::SealSender::Generate());
+  PML_RETURN_IF_ERROR(add("crypto::Seal, the KMS's kept sender key (1 X25519)", [&](size_t i) {
+    return crypto::Seal(*sender,
+                        core::AsBytes(pool[i % pool.size()].request.ephemeral_public_key()),
                         core::AsBytes(plain), core::AsBytes(app_id), kms::kAppKeysSealLabel)
         .status();
   }));
@@ -707,6 +828,8 @@ struct Options {
   double calibrate_seconds = 2.0;
   double step_seconds = 0.2;
   std::string tmp_dir;
+  int gpus = 0;
+  std::string load = "callbacks";
 };
 
 struct Mode {
@@ -733,14 +856,15 @@ int Run(Options o) {
   // The integration test's app policy (tests/integration/kms_test.py), plus both image variants:
   // the guest agent's bundle states none, and an unstated variant passes only a policy that
   // accepts both.
-  const std::string policy_json =
-      Json{{"allow_any_os", true},
-           {"allowed_compose_hashes", Json::array({core::HexEncode(app.compose_hash)})},
-           {"allowed_app_ids", Json::array({core::HexEncode(app.app_id)})},
-           {"allow_simulated", true},
-           {"require_event_log", true},
-           {"allowed_image_variants", Json::array({"production", "development"})}}
-          .dump();
+  Json policy = {{"allow_any_os", true},
+                 {"allowed_compose_hashes", Json::array({core::HexEncode(app.compose_hash)})},
+                 {"allowed_app_ids", Json::array({core::HexEncode(app.app_id)})},
+                 {"allow_simulated", true},
+                 {"require_event_log", true},
+                 {"allowed_image_variants", Json::array({"production", "development"})}};
+  if (o.gpus > 0)
+    policy["gpu"] = {{"count", o.gpus}};  // CVMs with GPUs: every GPU's evidence is appraised
+  const std::string policy_json = policy.dump();
   auto verifier = StartVerifier(dir->path() + "/verifier", policy_json);
   if (!verifier.ok())
     return Fail(kProgram, verifier.status());
@@ -756,7 +880,7 @@ int Run(Options o) {
   // The CVMs and the request pool, before any timing.
   std::vector<Cvm> cvms;
   for (int i = 0; i < kCvms; ++i) {
-    auto c = StartCvm(dir->path(), i, app);
+    auto c = StartCvm(dir->path(), i, app, o.gpus);
     if (!c.ok())
       return Fail(kProgram, c.status());
     cvms.push_back(*std::move(c));
@@ -837,7 +961,9 @@ int Run(Options o) {
   for (Mode& m : modes) {
     switch_verifier.Set(*m.verifier);
     for (int n : o.clients) {
-      auto r = Measure(n, o.seconds, calls, k.server->port());
+      auto r = o.load == "callbacks"
+                   ? MeasureAsync(n, o.seconds, target, k.root_pem, pool, app_id, k.server->port())
+                   : Measure(n, o.seconds, calls, k.server->port());
       if (!r.ok()) {
         return Fail(kProgram, absl::Status(r.status().code(),
                                            absl::StrCat(m.name, ", ", n,
@@ -895,10 +1021,10 @@ int Run(Options o) {
       "%u; SQLite store in %s (WAL, synchronous=FULL)\n",
       kHandlerThreads, kHandlerQueue, k.dir.c_str());
   std::printf(
-      "  CVMs: %d simulated (TdxSimulator + RTMR3 runtime log, BuildEvidenceBundle); pool of %zu "
-      "requests built in %.2f s (quote %zu bytes, event log %zu bytes, request %zu bytes, "
-      "response %zu bytes)\n",
-      kCvms, pool.size(), pool_seconds, p0.request.evidence().tdx_quote().size(),
+      "  CVMs: %d simulated (TdxSimulator + RTMR3 runtime log, BuildEvidenceBundle), %d simulated "
+      "GPU(s) each; pool of %zu requests built in %.2f s (quote %zu bytes, event log %zu bytes, "
+      "request %zu bytes, response %zu bytes)\n",
+      kCvms, o.gpus, pool.size(), pool_seconds, p0.request.evidence().tdx_quote().size(),
       p0.request.evidence().event_log().size(), p0.request.ByteSizeLong(),
       released.response_bytes);
   std::printf(
@@ -909,22 +1035,23 @@ int Run(Options o) {
               "real response\n",
               burn_name, fake_cost_s * 1e6);
   std::printf("  idle process (no call in flight) uses %.3f of a core\n", idle_cores);
-  std::printf("  %-42s %7s %9s %9s %9s %11s %6s\n", "", "clients", "p50 ms", "p99 ms", "req/s",
-              "CPU us/req", "conns");
+  std::printf("  %-42s %7s %9s %9s %9s %11s %8s %6s\n", "", "clients", "p50 ms", "p99 ms",
+              "req/s", "CPU us/req", "of which", "conns");
+  std::printf("  %-42s %7s %9s %9s %9s %11s %8s %6s\n", "", "", "", "", "", "", "clients", "");
   for (const Mode& m : modes) {
     for (size_t i = 0; i < o.clients.size(); ++i) {
       const Result& r = m.results[i];
-      std::printf("  %-42s %7d %9.3f %9.3f %9.0f %11.1f %6d\n", i == 0 ? m.name.c_str() : "",
+      std::printf("  %-42s %7d %9.3f %9.3f %9.0f %11.1f %8.1f %6d\n", i == 0 ? m.name.c_str() : "",
                   r.clients, r.p50_ms(), r.p99_ms(), r.PerSecond(), r.CpuUsPerRequest(),
-                  r.connections);
+                  r.ClientCpuUsPerRequest(), r.connections);
     }
   }
-  std::printf("  %-42s %7d %9.3f %9.3f %9.0f %11.1f %6s\n",
+  std::printf("  %-42s %7d %9.3f %9.3f %9.0f %11.1f %8.1f %6s\n",
               "zero-cost verifier, new TLS conn per call", 1, fresh->p50_ms(), fresh->p99_ms(),
-              fresh->PerSecond(), fresh->CpuUsPerRequest(), "new");
-  std::printf("  %-42s %7d %9.3f %9.3f %9.0f %11.1f %6d\n",
+              fresh->PerSecond(), fresh->CpuUsPerRequest(), fresh->ClientCpuUsPerRequest(), "new");
+  std::printf("  %-42s %7d %9.3f %9.3f %9.0f %11.1f %8.1f %6d\n",
               "GetPublicInfo (transport floor)", 1, floor->p50_ms(), floor->p99_ms(),
-              floor->PerSecond(), floor->CpuUsPerRequest(), 1);
+              floor->PerSecond(), floor->CpuUsPerRequest(), floor->ClientCpuUsPerRequest(), 1);
   std::printf("KMS own cost, step by step (in-process, sequential, each for %.2g s)\n",
               o.step_seconds);
   std::printf("  %-50s %9s %9s\n", "", "wall us", "CPU us");
@@ -968,6 +1095,7 @@ int Run(Options o) {
 }  // namespace pml::bench
 
 int main(int argc, char** argv) {
+  pml::rpc::ConfigureMutexes();  // as the services do (lib/rpc/server.h)
   spdlog::set_level(spdlog::level::warn);  // per-call info lines are not the report
   pml::bench::Options o;
   CLI::App app(
@@ -1005,6 +1133,19 @@ int main(int argc, char** argv) {
                  "seconds per step of the KMS's own cost breakdown (0.01 to 60)")
       ->capture_default_str()
       ->check(CLI::Range(0.01, 60.0));
+  app.add_option("--handler-threads", pml::bench::kHandlerThreads,
+                 "the KMS's handler threads (pml-kms --handler-threads; its default is 4)")
+      ->check(CLI::Range(1, 64));
+  app.add_option("--load", o.load,
+                 "how the simulated CVMs are driven: threads (a blocking client thread per CVM) "
+                 "or callbacks (gRPC's callback API: every CVM keeps one call in flight on its own "
+                 "connection, no thread per CVM)")
+      ->check(CLI::IsMember({"threads", "callbacks"}));
+  app.add_option("--gpus", o.gpus,
+                 "simulated H100s per CVM (0 to 8): their evidence rides in every bundle and the "
+                 "app's policy requires that many, so the verification cost includes GPU "
+                 "appraisal, as for the product's GPU CVMs")
+      ->check(CLI::Range(0, 8));
   app.add_option("--tmp-dir", o.tmp_dir,
                  "where the temp dir (KMS SQLite store, verifier state, CVM state) goes; its "
                  "filesystem sets the cost of the audit log's fsync (default: $TMPDIR or /tmp)");

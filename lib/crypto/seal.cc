@@ -144,11 +144,11 @@ absl::StatusOr<X25519PublicKey> X25519PublicFromPrivate(absl::Span<const uint8_t
   return pub;
 }
 
-absl::StatusOr<SecretBytes> X25519SharedSecret(absl::Span<const uint8_t> private_key,
-                                               absl::Span<const uint8_t> peer_public_key) {
-  PML_ASSIGN_OR_RETURN(EvpPkeyPtr priv, PrivateKey(private_key));
+namespace {
+
+absl::StatusOr<SecretBytes> Agree(EVP_PKEY& priv, absl::Span<const uint8_t> peer_public_key) {
   PML_ASSIGN_OR_RETURN(EvpPkeyPtr peer, PublicKey(peer_public_key));
-  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new(priv.get(), nullptr));
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new(&priv, nullptr));
   std::vector<uint8_t> out(kX25519KeyBytes);
   size_t len = out.size();
   if (ctx == nullptr || EVP_PKEY_derive_init(ctx.get()) != 1 ||
@@ -162,16 +162,51 @@ absl::StatusOr<SecretBytes> X25519SharedSecret(absl::Span<const uint8_t> private
   return SecretBytes(std::move(out));
 }
 
+}  // namespace
+
+absl::StatusOr<SecretBytes> X25519SharedSecret(absl::Span<const uint8_t> private_key,
+                                               absl::Span<const uint8_t> peer_public_key) {
+  PML_ASSIGN_OR_RETURN(EvpPkeyPtr priv, PrivateKey(private_key));
+  return Agree(*priv, peer_public_key);
+}
+
+absl::StatusOr<std::shared_ptr<const SealSender>> SealSender::Generate() {
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_id(EVP_PKEY_X25519, nullptr));
+  EVP_PKEY* raw = nullptr;
+  if (ctx == nullptr || EVP_PKEY_keygen_init(ctx.get()) != 1 ||
+      EVP_PKEY_keygen(ctx.get(), &raw) != 1) {
+    return absl::InternalError("X25519 key generation failed");
+  }
+  std::shared_ptr<SealSender> s(new SealSender());
+  s->key_.reset(raw);
+  size_t len = s->public_key_.size();
+  if (EVP_PKEY_get_raw_public_key(s->key_.get(), s->public_key_.data(), &len) != 1 ||
+      len != s->public_key_.size())
+    return absl::InternalError("X25519: reading the public key failed");
+  return std::shared_ptr<const SealSender>(std::move(s));
+}
+
+absl::StatusOr<SecretBytes> SealSender::SharedSecret(
+    absl::Span<const uint8_t> peer_public_key) const {
+  return Agree(*key_, peer_public_key);
+}
+
 absl::StatusOr<SealedBox> Seal(absl::Span<const uint8_t> recipient_public_key,
                                absl::Span<const uint8_t> plaintext, absl::Span<const uint8_t> aad,
                                absl::string_view label) {
-  PML_ASSIGN_OR_RETURN(X25519KeyPair eph, GenerateX25519());
-  PML_ASSIGN_OR_RETURN(SecretBytes shared,
-                       X25519SharedSecret(eph.private_key.span(), recipient_public_key));
+  PML_ASSIGN_OR_RETURN(std::shared_ptr<const SealSender> eph, SealSender::Generate());
+  return Seal(*eph, recipient_public_key, plaintext, aad, label);
+}
+
+absl::StatusOr<SealedBox> Seal(const SealSender& eph,
+                               absl::Span<const uint8_t> recipient_public_key,
+                               absl::Span<const uint8_t> plaintext, absl::Span<const uint8_t> aad,
+                               absl::string_view label) {
+  PML_ASSIGN_OR_RETURN(SecretBytes shared, eph.SharedSecret(recipient_public_key));
   PML_ASSIGN_OR_RETURN(SecretBytes key,
-                       BoxKey(shared, eph.public_key, recipient_public_key, label));
+                       BoxKey(shared, eph.public_key(), recipient_public_key, label));
   SealedBox box;
-  box.ephemeral_public_key = eph.public_key;
+  box.ephemeral_public_key = eph.public_key();
   const std::vector<uint8_t> nonce = RandomBytes(kSealNonceBytes);
   std::copy(nonce.begin(), nonce.end(), box.nonce.begin());
   EvpCipherCtxPtr ctx(EVP_CIPHER_CTX_new());

@@ -14,11 +14,13 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "lib/crypto/ossl.h"
 #include "lib/crypto/secret_bytes.h"
 
 namespace pml::crypto {
@@ -53,12 +55,38 @@ struct SealedBox {
   std::vector<uint8_t> ciphertext;  // ciphertext ‖ 16-byte tag
 };
 
-// Seals `plaintext` to `recipient_public_key` (32 bytes). kInvalidArgument for a malformed or
-// low-order recipient key.
+// Seals `plaintext` to `recipient_public_key` (32 bytes) under a fresh sender key.
+// kInvalidArgument for a malformed or low-order recipient key.
 absl::StatusOr<SealedBox> Seal(absl::Span<const uint8_t> recipient_public_key,
                                absl::Span<const uint8_t> plaintext, absl::Span<const uint8_t> aad,
                                absl::string_view label);
+// A sender key held as OpenSSL's key object, so that each box it seals costs one X25519
+// operation (the key agreement) and not three (generating a key, re-deriving its public half
+// from raw bytes, agreeing). Immutable and thread-safe.
+//
+// Reusing one sender key across boxes is safe as long as each recipient key is one-time: the
+// shared secret, and with it the AES key, then differs per box, and the nonce is random. What
+// reuse gives up is forward secrecy against whoever later learns the sender key while it is
+// kept; a sender that holds longer-lived secrets anyway (the KMS's root keys) loses nothing by
+// keeping one for a short while.
+class SealSender {
+ public:
+  static absl::StatusOr<std::shared_ptr<const SealSender>> Generate();
+  const X25519PublicKey& public_key() const { return public_key_; }
+  // X25519(this key, peer), with X25519SharedSecret's checks.
+  absl::StatusOr<SecretBytes> SharedSecret(absl::Span<const uint8_t> peer_public_key) const;
 
+ private:
+  SealSender() = default;
+  EvpPkeyPtr key_;
+  X25519PublicKey public_key_{};
+};
+
+// Seal under the caller's sender key.
+absl::StatusOr<SealedBox> Seal(const SealSender& sender,
+                               absl::Span<const uint8_t> recipient_public_key,
+                               absl::Span<const uint8_t> plaintext, absl::Span<const uint8_t> aad,
+                               absl::string_view label);
 // Opens a box sealed to the key pair whose private half is `recipient_private_key`.
 // kInvalidArgument for malformed keys or a ciphertext shorter than the tag; kPermissionDenied
 // "sealed box does not open" when authentication fails (wrong key, label, aad or tampering).

@@ -58,6 +58,31 @@ TEST(SealTest, EveryBoxIsFresh) {
   EXPECT_NE(a->ciphertext, b->ciphertext);
 }
 
+TEST(SealTest, AReusedSenderKeyStillGivesEachRecipientItsOwnBox) {
+  auto sender = SealSender::Generate();
+  auto r1 = GenerateX25519();
+  auto r2 = GenerateX25519();
+  ASSERT_THAT(sender, IsOk());
+  ASSERT_THAT(r1, IsOk());
+  ASSERT_THAT(r2, IsOk());
+  auto a = Seal(**sender, r1->public_key, B("same"), B("app"), "l");
+  auto b = Seal(**sender, r2->public_key, B("same"), B("app"), "l");
+  auto c = Seal(**sender, r1->public_key, B("same"), B("app"), "l");
+  ASSERT_THAT(a, IsOk());
+  ASSERT_THAT(b, IsOk());
+  ASSERT_THAT(c, IsOk());
+  EXPECT_EQ(a->ephemeral_public_key, (*sender)->public_key());
+  EXPECT_EQ(b->ephemeral_public_key, (*sender)->public_key());
+  EXPECT_NE(a->ciphertext, b->ciphertext);
+  EXPECT_NE(a->nonce, c->nonce);  // same sender and recipient: a fresh nonce still
+  EXPECT_NE(a->ciphertext, c->ciphertext);
+  EXPECT_THAT(Open(r1->private_key.span(), *a, B("app"), "l"), IsOk());
+  EXPECT_THAT(Open(r2->private_key.span(), *b, B("app"), "l"), IsOk());
+  EXPECT_THAT(Open(r1->private_key.span(), *c, B("app"), "l"), IsOk());
+  EXPECT_EQ(Open(r2->private_key.span(), *a, B("app"), "l").status().code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
 TEST(SealTest, LowOrderAndMalformedKeysAreRefused) {
   const std::vector<uint8_t> zero(32, 0);
   EXPECT_EQ(Seal(zero, B("x"), {}, "l").status().code(), absl::StatusCode::kInvalidArgument);

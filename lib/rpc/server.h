@@ -71,6 +71,11 @@ class Server {
 // Blocks SIGTERM and SIGINT in the calling thread; call first thing in main, before any thread
 // exists, so every thread inherits the mask and WaitForShutdownSignal receives them.
 void BlockShutdownSignals();
+// Turns off absl's Mutex deadlock detection in release builds (NDEBUG). Debian builds absl
+// without NDEBUG, so by default every Mutex acquisition records edges in a global lock graph
+// under a global lock: measurable on every RPC (pml-bench-kms). Debug builds and the tests keep
+// detection on. Call early in main.
+void ConfigureMutexes();
 // Waits for SIGTERM or SIGINT and returns which one.
 int WaitForShutdownSignal();
 

@@ -58,6 +58,7 @@ int RunServiceMain(const ServiceMainOptions& options, const ServerFlags& flags, 
                    const std::function<absl::StatusOr<ServiceSet>(const ServiceEnv&, Metrics&)>&
                        make_services) {
   BlockShutdownSignals();
+  ConfigureMutexes();
   if (absl::Status s = SetupLogging(flags.log, options.component); !s.ok()) {
     return Fail(options.component, s);
   }

@@ -10,6 +10,7 @@
 
 #include <sqlite3.h>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -19,6 +20,18 @@ namespace pml::store {
 
 void SqliteCloser::operator()(sqlite3* db) const { sqlite3_close_v2(db); }
 void SqliteStmtFinalizer::operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stmt); }
+
+namespace internal {
+
+struct StatementCache {
+  // Bounds: idle statements kept per SQL text, and distinct texts. Our stores use a few dozen
+  // fixed texts; dynamic ones (list filters) come in a handful of shapes.
+  static constexpr size_t kPerText = 4;
+  static constexpr size_t kTexts = 256;
+  absl::flat_hash_map<std::string, std::vector<SqliteStmtPtr>> idle;
+};
+
+}  // namespace internal
 
 namespace {
 
@@ -91,7 +104,10 @@ absl::Status CreateFileIfMissing(const std::string& path, mode_t mode) {
 // ---------------------------------------------------------------------------------------------
 // Database
 
-Database::Database(SqlitePtr db, std::string path) : db_(std::move(db)), path_(std::move(path)) {}
+Database::Database(SqlitePtr db, std::string path)
+    : db_(std::move(db)),
+      path_(std::move(path)),
+      cache_(std::make_shared<internal::StatementCache>()) {}
 Database::Database(Database&&) noexcept = default;
 Database& Database::operator=(Database&&) noexcept = default;
 Database::~Database() = default;
@@ -164,6 +180,14 @@ absl::Status Database::Exec(absl::string_view sql) {
 }
 
 absl::StatusOr<Statement> Database::Prepare(absl::string_view sql) {
+  if (cache_ != nullptr) {
+    auto it = cache_->idle.find(sql);
+    if (it != cache_->idle.end() && !it->second.empty()) {
+      SqliteStmtPtr stmt = std::move(it->second.back());
+      it->second.pop_back();
+      return Statement(std::move(stmt), db_.get(), cache_, std::string(sql));
+    }
+  }
   if (sql.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
     return absl::InvalidArgumentError("sqlite: statement too long");
   }
@@ -182,7 +206,7 @@ absl::StatusOr<Statement> Database::Prepare(absl::string_view sql) {
   if (!absl::StripAsciiWhitespace(rest).empty()) {
     return absl::InvalidArgumentError("sqlite: Prepare takes exactly one statement");
   }
-  return Statement(std::move(stmt), db_.get());
+  return Statement(std::move(stmt), db_.get(), cache_, std::string(sql));
 }
 
 int64_t Database::LastInsertRowId() const { return sqlite3_last_insert_rowid(db_.get()); }
@@ -192,10 +216,40 @@ bool Database::InTransaction() const { return sqlite3_get_autocommit(db_.get()) 
 // ---------------------------------------------------------------------------------------------
 // Statement
 
-Statement::Statement(SqliteStmtPtr stmt, sqlite3* db) : stmt_(std::move(stmt)), db_(db) {}
+Statement::Statement(SqliteStmtPtr stmt, sqlite3* db,
+                     std::weak_ptr<internal::StatementCache> cache, std::string sql)
+    : stmt_(std::move(stmt)), db_(db), cache_(std::move(cache)), sql_(std::move(sql)) {}
 Statement::Statement(Statement&&) noexcept = default;
-Statement& Statement::operator=(Statement&&) noexcept = default;
-Statement::~Statement() = default;
+Statement& Statement::operator=(Statement&& other) noexcept {
+  if (this != &other) {
+    Release();
+    stmt_ = std::move(other.stmt_);
+    db_ = other.db_;
+    cache_ = std::move(other.cache_);
+    sql_ = std::move(other.sql_);
+  }
+  return *this;
+}
+Statement::~Statement() { Release(); }
+
+void Statement::Release() {
+  if (stmt_ == nullptr)
+    return;
+  // A statement left mid-way holds a read snapshot (WAL) until reset: always reset.
+  sqlite3_reset(stmt_.get());
+  sqlite3_clear_bindings(stmt_.get());
+  std::shared_ptr<internal::StatementCache> cache = cache_.lock();
+  if (cache == nullptr)
+    return;  // the connection is gone; stmt_ finalizes
+  auto it = cache->idle.find(sql_);
+  if (it == cache->idle.end()) {
+    if (cache->idle.size() >= internal::StatementCache::kTexts)
+      return;
+    it = cache->idle.emplace(std::move(sql_), std::vector<SqliteStmtPtr>()).first;
+  }
+  if (it->second.size() < internal::StatementCache::kPerText)
+    it->second.push_back(std::move(stmt_));
+}
 
 absl::Status Statement::OutOfRange(int index) const {
   return absl::InvalidArgumentError(

@@ -74,6 +74,12 @@ struct OpenOptions {
 
 class Statement;
 
+namespace internal {
+// Compiled statements of one connection kept for reuse (see Database::Prepare). Defined in
+// sqlite.cc.
+struct StatementCache;
+}  // namespace internal
+
 // One SQLite connection. Files are opened with journal_mode=WAL, synchronous=FULL (a committed
 // transaction survives power loss) and foreign_keys=ON; ":memory:" gets foreign_keys=ON.
 // Movable, not copyable; closing happens in the destructor.
@@ -95,6 +101,9 @@ class Database {
 
   // Compiles exactly one statement. kInvalidArgument when `sql` holds no statement or more than
   // one; otherwise errors per the table at the top (a syntax error is kInternal: SQL is ours).
+  // A statement handed back (the Statement destroyed) is reset, unbound and kept, and the next
+  // Prepare of the same text reuses it instead of compiling again (a few idle statements per
+  // text, a bounded number of texts).
   absl::StatusOr<Statement> Prepare(absl::string_view sql);
 
   // Rowid of the last successful INSERT on this connection (0 if none).
@@ -110,8 +119,11 @@ class Database {
   friend class Transaction;
   Database(SqlitePtr db, std::string path);
 
+  // Members are destroyed in reverse order: the cache (which finalizes its idle statements) goes
+  // before the connection closes.
   SqlitePtr db_;
   std::string path_;
+  std::shared_ptr<internal::StatementCache> cache_;
 };
 
 // A prepared statement. Parameters are 1-based (SQLite's convention); columns are 0-based.
@@ -165,11 +177,17 @@ class Statement {
 
  private:
   friend class Database;
-  Statement(SqliteStmtPtr stmt, sqlite3* db);
+  Statement(SqliteStmtPtr stmt, sqlite3* db, std::weak_ptr<internal::StatementCache> cache,
+            std::string sql);
   absl::Status OutOfRange(int index) const;
+  // Hands the compiled statement back to its connection's cache (reset and unbound), or
+  // finalizes it when the cache is gone or full.
+  void Release();
 
   SqliteStmtPtr stmt_;
   sqlite3* db_;  // borrowed from the Database that prepared this statement
+  std::weak_ptr<internal::StatementCache> cache_;
+  std::string sql_;
 };
 
 // A write transaction: Begin runs BEGIN IMMEDIATE (takes the write lock now, so a later statement

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -206,6 +207,49 @@ TEST_F(SqliteTest, ResetClearsBindingsAndRunsAgain) {
   stmt.Reset();
   ASSERT_THAT(stmt.Step(), IsOkAndHolds(true));
   EXPECT_TRUE(stmt.ColumnIsNull(0));
+}
+
+TEST_F(SqliteTest, ReusedStatementStartsOverUnbound) {
+  PML_ASSERT_OK_AND_ASSIGN(Database db, Database::Open(kInMemory));
+  {
+    PML_ASSERT_OK_AND_ASSIGN(Statement stmt, db.Prepare("SELECT ?"));
+    ASSERT_THAT(stmt.Bind(1, int64_t{5}), IsOk());
+    ASSERT_THAT(stmt.Step(), IsOkAndHolds(true));
+    EXPECT_EQ(stmt.ColumnInt64(0), 5);
+  }  // handed back mid-way, still bound
+  PML_ASSERT_OK_AND_ASSIGN(Statement again, db.Prepare("SELECT ?"));
+  ASSERT_THAT(again.Step(), IsOkAndHolds(true));
+  EXPECT_TRUE(again.ColumnIsNull(0));
+  // Two at once: the second is compiled anew, both work.
+  PML_ASSERT_OK_AND_ASSIGN(Statement other, db.Prepare("SELECT ?"));
+  ASSERT_THAT(other.Bind(1, int64_t{7}), IsOk());
+  ASSERT_THAT(other.Step(), IsOkAndHolds(true));
+  EXPECT_EQ(other.ColumnInt64(0), 7);
+}
+
+TEST_F(SqliteTest, StatementHandedBackMidWayHoldsNoSnapshot) {
+  PML_ASSERT_OK_AND_ASSIGN(Database a, Database::Open(path_));
+  PML_ASSERT_OK_AND_ASSIGN(Database b, Database::Open(path_));
+  ASSERT_THAT(a.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)"), IsOk());
+  ASSERT_THAT(Insert(a, 1, "one"), IsOk());
+  ASSERT_THAT(Insert(a, 2, "two"), IsOk());
+  {
+    PML_ASSERT_OK_AND_ASSIGN(Statement stmt, a.Prepare("SELECT COUNT(*) FROM t"));
+    ASSERT_THAT(stmt.Step(), IsOkAndHolds(true));
+    EXPECT_EQ(stmt.ColumnInt64(0), 2);
+  }  // cached, not finalized: it must not keep a's read snapshot open
+  ASSERT_THAT(Insert(b, 3, "three"), IsOk());
+  EXPECT_THAT(QueryInt(a, "SELECT COUNT(*) FROM t"), IsOkAndHolds(3));
+}
+
+TEST_F(SqliteTest, StatementOutlivingItsDatabaseIsHarmless) {
+  std::optional<Statement> kept;
+  {
+    PML_ASSERT_OK_AND_ASSIGN(Database db, Database::Open(kInMemory));
+    PML_ASSERT_OK_AND_ASSIGN(Statement stmt, db.Prepare("SELECT 1"));
+    kept.emplace(std::move(stmt));
+  }
+  kept.reset();  // the cache is gone: finalized, not handed back
 }
 
 TEST_F(SqliteTest, PrepareTakesExactlyOneStatement) {

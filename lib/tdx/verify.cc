@@ -149,6 +149,7 @@ class VerifierCore {
     att_keys_.clear();
     links_.clear();
     certs_by_pem_.clear();
+    qe_reports_.clear();
   }
   const TrustAnchors& anchors() const { return anchors_; }
 
@@ -172,6 +173,10 @@ class VerifierCore {
                                                                         const SourceKey& key,
                                                                         absl::Time now);
   absl::StatusOr<std::shared_ptr<const P256Key>> GetAttestationKey(const Bytes64& raw);
+  // Step 7: the QE report's signature by the PCK key. A platform's QE report is the same in
+  // every quote until its attestation key changes, so a verified (PCK certificate, report,
+  // signature) triple is remembered by its digest and not verified again.
+  bool QeReportVerifies(const PckChainResult& pck, const QuoteSignatureData& sd);
   // Parses a PEM chain into certificates (parsed once per DER digest), requiring `want` of them.
   absl::StatusOr<std::vector<CertPtr>> ParseChain(absl::string_view pem, absl::string_view name,
                                                   size_t want);
@@ -230,6 +235,8 @@ class VerifierCore {
   absl::flat_hash_map<std::string, CertPtr> certs_by_pem_ ABSL_GUARDED_BY(mu_);
   // (SHA-256 of a certificate, SHA-256 of its issuer certificate) pairs whose signature verified.
   absl::flat_hash_map<std::array<uint8_t, 64>, bool> links_ ABSL_GUARDED_BY(mu_);
+  // SHA-256(PCK certificate digest || QE report || signature) of QE reports that verified.
+  absl::flat_hash_map<std::array<uint8_t, 32>, bool> qe_reports_ ABSL_GUARDED_BY(mu_);
   Verifier::CacheStats stats_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -543,6 +550,21 @@ absl::StatusOr<std::shared_ptr<const CollateralResult>> VerifierCore::GetFromSou
   return result;
 }
 
+bool VerifierCore::QeReportVerifies(const PckChainResult& pck, const QuoteSignatureData& sd) {
+  std::vector<uint8_t> id(pck.leaf->digest().begin(), pck.leaf->digest().end());
+  id.insert(id.end(), sd.qe_report.raw.begin(), sd.qe_report.raw.end());
+  id.insert(id.end(), sd.qe_report_signature.begin(), sd.qe_report_signature.end());
+  const std::array<uint8_t, 32> key = Sha256(id);
+  {
+    absl::MutexLock lock(&mu_);
+    if (qe_reports_.contains(key)) return true;
+  }
+  if (!pck.leaf->key().VerifyRaw(sd.qe_report.raw, sd.qe_report_signature).ok()) return false;
+  absl::MutexLock lock(&mu_);
+  Insert(qe_reports_, key, true, options_.max_pck_chains + options_.max_attestation_keys);
+  return true;
+}
+
 absl::StatusOr<std::shared_ptr<const P256Key>> VerifierCore::GetAttestationKey(
     const Bytes64& raw) {
   {
@@ -657,7 +679,7 @@ absl::StatusOr<VerifiedQuote> VerifierCore::Verify(Quote quote, const Collateral
   const QuoteSignatureData& sd = quote.signature_data;
   const EnclaveReport& qe = sd.qe_report;
   // Step 7: QE report signature by the PCK key.
-  if (!pck.leaf->key().VerifyRaw(qe.raw, sd.qe_report_signature).ok()) {
+  if (!QeReportVerifies(pck, sd)) {
     return Refuse(error_class::kInvalidQeReportSignature,
                   "qe report signature does not verify with the pck key");
   }

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <algorithm>
 #include <string>
 #include <thread>
 #include <vector>
@@ -233,6 +234,24 @@ TEST_F(RealQuoteTest, RejectsAnyMutationOfCoveredBytes) {
       ASSERT_FALSE(r.ok()) << "flip at offset " << off << " still verifies";
     }
   }
+}
+
+// The verifier remembers QE report signatures that verified (per PCK certificate, report and
+// signature): a quote whose QE report signature differs from a remembered one is checked anew.
+TEST_F(RealQuoteTest, RememberedQeReportSignatureDoesNotCoverAnother) {
+  Load("tdx-v4-phala-b0c06f");
+  Verifier verifier(VectorAnchors());
+  ASSERT_THAT(verifier.Verify(quote_, collateral_, now_), IsOk());
+  PML_ASSERT_OK_AND_ASSIGN(Quote q, ParseQuote(quote_));
+  const auto& sig = q.signature_data.qe_report_signature;
+  auto at = std::search(quote_.begin(), quote_.end(), sig.begin(), sig.end());
+  ASSERT_NE(at, quote_.end());
+  std::vector<uint8_t> mutated = quote_;
+  mutated[static_cast<size_t>(at - quote_.begin()) + 40] ^= 0x01;
+  EXPECT_THAT(verifier.Verify(mutated, collateral_, now_),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr(std::string(error_class::kInvalidQeReportSignature))));
+  EXPECT_THAT(verifier.Verify(quote_, collateral_, now_), IsOk());
 }
 
 TEST_F(RealQuoteTest, SignedRegionMutationsGiveQuoteSignatureErrors) {

@@ -160,20 +160,42 @@ Appraiser::Appraiser(VerifierCore& tdx, GpuCore& gpu, PolicyStore* policies, Sig
 
 Appraiser::~Appraiser() = default;
 
+std::shared_ptr<const AppraisalPolicy> Appraiser::CachedPolicy(const std::string& key) {
+  absl::MutexLock l(&policy_mu_);
+  auto it = parsed_policies_.find(key);
+  return it == parsed_policies_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<const AppraisalPolicy> Appraiser::CachePolicy(const std::string& key,
+                                                              AppraisalPolicy policy) {
+  auto p = std::make_shared<const AppraisalPolicy>(std::move(policy));
+  absl::MutexLock l(&policy_mu_);
+  if (parsed_policies_.size() >= kParsedPolicyCacheEntries)
+    parsed_policies_.clear();  // bounded; entries are parsed again on demand
+  parsed_policies_.emplace(key, p);
+  return p;
+}
+
 absl::StatusOr<AppraisalResult> Appraiser::Appraise(const AppraiseInput& input) {
   if (input.tdx_quote.empty())
     return absl::InvalidArgumentError("evidence.tdx_quote: empty");
 
   // ---- The policy.
   AppraisalResult out;
-  AppraisalPolicy policy;
+  std::shared_ptr<const AppraisalPolicy> parsed;
   if (input.inline_policy_json.has_value()) {
-    auto p = ParsePolicyJson(*input.inline_policy_json);
-    if (!p.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("inline_policy_json: ", p.status().message()));
+    const std::string key = absl::StrCat(
+        "inline:", core::HexEncode(crypto::Sha256(*input.inline_policy_json)));
+    parsed = CachedPolicy(key);
+    if (parsed == nullptr) {
+      auto p = ParsePolicyJson(*input.inline_policy_json);
+      if (!p.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("inline_policy_json: ", p.status().message()));
+      }
+      parsed = CachePolicy(key, *std::move(p));
     }
-    policy = *std::move(p);
-    out.policy_sha256 = PolicyDigest(policy);
+    out.policy_sha256 = PolicyDigest(*parsed);
     out.policy_id = "inline:" + out.policy_sha256;
   } else {
     if (policies_ == nullptr)
@@ -181,14 +203,20 @@ absl::StatusOr<AppraisalResult> Appraiser::Appraise(const AppraiseInput& input) 
     if (!IsValidPolicyId(input.policy_id))
       return absl::InvalidArgumentError("policy_id: not a policy id");
     PML_ASSIGN_OR_RETURN(PolicyRecord rec, policies_->Get(input.policy_id, input.policy_version));
-    auto p = ParsePolicyJson(rec.json);
-    if (!p.ok())
-      return absl::InternalError("stored policy does not parse");  // validated when stored
-    policy = *std::move(p);
+    // Stored versions are immutable and named by their content's digest.
+    const std::string key = absl::StrCat("stored:", rec.sha256);
+    parsed = CachedPolicy(key);
+    if (parsed == nullptr) {
+      auto p = ParsePolicyJson(rec.json);
+      if (!p.ok())
+        return absl::InternalError("stored policy does not parse");  // validated when stored
+      parsed = CachePolicy(key, *std::move(p));
+    }
     out.policy_id = rec.id;
     out.policy_version = rec.version;
     out.policy_sha256 = rec.sha256;
   }
+  const AppraisalPolicy& policy = *parsed;
   const std::string policy_name = input.inline_policy_json.has_value()
                                       ? std::string("inline policy")
                                       : absl::StrCat(out.policy_id, " v", out.policy_version);

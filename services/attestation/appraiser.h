@@ -38,7 +38,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "lib/core/clock.h"
 #include "lib/ratls/report_data.h"
@@ -168,6 +171,13 @@ class Appraiser {
 
  private:
   struct Metrics;
+  // Parsed policies by content ("stored:<sha256>" of a stored version, "inline:<sha256 of the
+  // text>"): appraisals skip re-parsing the JSON.
+  static constexpr size_t kParsedPolicyCacheEntries = 1024;
+  std::shared_ptr<const AppraisalPolicy> CachedPolicy(const std::string& key);
+  std::shared_ptr<const AppraisalPolicy> CachePolicy(const std::string& key,
+                                                     AppraisalPolicy policy);
+
   VerifierCore& tdx_;
   GpuCore& gpu_;
   PolicyStore* policies_;
@@ -175,6 +185,9 @@ class Appraiser {
   const core::Clock& clock_;
   const AppraiserOptions options_;
   std::unique_ptr<Metrics> metrics_;
+  absl::Mutex policy_mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<const AppraisalPolicy>> parsed_policies_
+      ABSL_GUARDED_BY(policy_mu_);
 };
 
 }  // namespace pml::attestation

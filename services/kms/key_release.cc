@@ -169,6 +169,16 @@ absl::StatusOr<KeyReleaseCore::Appraisal> KeyReleaseCore::AppraiseFor(
   return Appraisal{*std::move(r)};
 }
 
+absl::StatusOr<std::shared_ptr<const crypto::SealSender>> KeyReleaseCore::SenderKey() {
+  const absl::Time now = absl::Now();
+  absl::MutexLock l(&sender_mu_);
+  if (sender_ == nullptr || now - sender_since_ >= kSenderKeyLifetime || now < sender_since_) {
+    PML_ASSIGN_OR_RETURN(sender_, crypto::SealSender::Generate());
+    sender_since_ = now;
+  }
+  return sender_;
+}
+
 absl::StatusOr<std::shared_ptr<const KeyReleaseCore::AppMaterial>> KeyReleaseCore::Material(
     const Epoch& e, const std::string& app_id) {
   const std::string key = absl::StrCat(e.secret.epoch, "/", app_id);
@@ -268,9 +278,12 @@ absl::StatusOr<v1::GetAppKeysResponse> KeyReleaseCore::GetAppKeys(
   keys.set_epoch(e.secret.epoch);
   keys.set_kms_root_ca_cert(e.ca_cert_der);
   keys.set_kms_k256_public_key(core::ToString(e.k256_public_key));
+  absl::StatusOr<std::shared_ptr<const crypto::SealSender>> sender = SenderKey();
+  if (!sender.ok())
+    return Refuse(audit, sender.status());
   std::string plain = keys.SerializeAsString();
   absl::StatusOr<crypto::SealedBox> box =
-      crypto::Seal(core::AsBytes(request.ephemeral_public_key()), core::AsBytes(plain),
+      crypto::Seal(**sender, core::AsBytes(request.ephemeral_public_key()), core::AsBytes(plain),
                    core::AsBytes(app_id), kAppKeysSealLabel);
   OPENSSL_cleanse(plain.data(), plain.size());
   keys.Clear();

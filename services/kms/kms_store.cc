@@ -7,7 +7,9 @@
 #endif
 
 #include <algorithm>
+#include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -80,7 +82,7 @@ absl::Status Corrupt(const char* what) {
   return absl::DataLossError(absl::StrCat("kms store: ", what, " does not parse"));
 }
 
-absl::StatusOr<uint32_t> CurrentEpoch(store::SqlDb& db) {
+absl::StatusOr<uint32_t> ReadCurrentEpoch(store::SqlDb& db) {
   PML_ASSIGN_OR_RETURN(auto rows, db.Query("SELECT MAX(epoch) FROM kms_epochs"));
   if (rows.empty())
     return 0u;
@@ -89,7 +91,27 @@ absl::StatusOr<uint32_t> CurrentEpoch(store::SqlDb& db) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<KmsStore>> KmsStore::Open(std::unique_ptr<store::SqlDb> db) {
+absl::StatusOr<std::unique_ptr<KmsStore>> KmsStore::OpenUrl(const std::string& url) {
+  PML_ASSIGN_OR_RETURN(std::unique_ptr<store::SqlDb> db, store::OpenSqlDb(url));
+  std::unique_ptr<store::SqlDb> reader;
+  if (!absl::StrContains(url, ":memory:")) {
+    PML_ASSIGN_OR_RETURN(reader, store::OpenSqlDb(url));
+  }
+  return Open(std::move(db), std::move(reader));
+}
+
+template <typename Fn>
+auto KmsStore::Read(Fn fn) -> decltype(fn(std::declval<store::SqlDb&>())) {
+  if (reader_ != nullptr) {
+    absl::MutexLock l(&reader_mu_);
+    return fn(*reader_);
+  }
+  absl::MutexLock l(&mu_);
+  return fn(*db_);
+}
+
+absl::StatusOr<std::unique_ptr<KmsStore>> KmsStore::Open(std::unique_ptr<store::SqlDb> db,
+                                                         std::unique_ptr<store::SqlDb> reader) {
   const std::string kind = db->kind();
   {
     PML_ASSIGN_OR_RETURN(store::SqlTransaction tx, store::SqlTransaction::Start(*db));
@@ -100,7 +122,7 @@ absl::StatusOr<std::unique_ptr<KmsStore>> KmsStore::Open(std::unique_ptr<store::
     PML_RETURN_IF_ERROR(db->Exec(Schema(db->dialect())));
     PML_RETURN_IF_ERROR(tx.Commit());
   }
-  return std::unique_ptr<KmsStore>(new KmsStore(std::move(db), kind));
+  return std::unique_ptr<KmsStore>(new KmsStore(std::move(db), std::move(reader), kind));
 }
 
 absl::StatusOr<std::optional<std::string>> KmsStore::GetMeta(const std::string& key) {
@@ -109,6 +131,10 @@ absl::StatusOr<std::optional<std::string>> KmsStore::GetMeta(const std::string& 
   if (rows.empty())
     return std::optional<std::string>();
   return std::optional<std::string>(Bytes(rows[0][0]));
+}
+
+absl::StatusOr<uint32_t> KmsStore::CurrentEpoch() {
+  return Read([](store::SqlDb& db) { return ReadCurrentEpoch(db); });
 }
 
 absl::StatusOr<std::vector<EpochRow>> KmsStore::ListEpochs() {
@@ -130,7 +156,7 @@ absl::Status KmsStore::InsertEpoch(const EpochRow& row, std::optional<uint32_t> 
                                    v1::AuditEvent audit) {
   absl::MutexLock l(&mu_);
   PML_ASSIGN_OR_RETURN(store::SqlTransaction tx, store::SqlTransaction::Start(*db_));
-  PML_ASSIGN_OR_RETURN(uint32_t current, CurrentEpoch(*db_));
+  PML_ASSIGN_OR_RETURN(uint32_t current, ReadCurrentEpoch(*db_));
   if (expected_current.has_value() && *expected_current != current) {
     return absl::AbortedError(absl::StrCat("the current epoch is ", current, ", not ",
                                            *expected_current, " (another rotation happened)"));
@@ -172,7 +198,7 @@ absl::Status KmsStore::ImportEpochs(const std::vector<EpochRow>& rows,
                                     v1::AuditEvent audit) {
   absl::MutexLock l(&mu_);
   PML_ASSIGN_OR_RETURN(store::SqlTransaction tx, store::SqlTransaction::Start(*db_));
-  PML_ASSIGN_OR_RETURN(uint32_t current, CurrentEpoch(*db_));
+  PML_ASSIGN_OR_RETURN(uint32_t current, ReadCurrentEpoch(*db_));
   for (const auto& [k, v] : meta) {
     PML_ASSIGN_OR_RETURN(auto existing, db_->Query("SELECT v FROM kms_meta WHERE k = ?", {k}));
     if (existing.empty()) {
@@ -246,9 +272,10 @@ absl::StatusOr<v1::AppPolicy> KmsStore::PutAppPolicy(v1::AppPolicy policy,
 }
 
 absl::StatusOr<v1::AppPolicy> KmsStore::GetAppPolicy(const std::string& app_id) {
-  absl::MutexLock l(&mu_);
-  PML_ASSIGN_OR_RETURN(auto rows, db_->Query("SELECT body FROM kms_app_policy WHERE app_id = ?",
-                                             {Blob{app_id}}));
+  PML_ASSIGN_OR_RETURN(auto rows, Read([&](store::SqlDb& db) {
+                         return db.Query("SELECT body FROM kms_app_policy WHERE app_id = ?",
+                                         {Blob{app_id}});
+                       }));
   if (rows.empty()) {
     return absl::NotFoundError(
         absl::StrCat("no key-release policy for app ", core::HexEncode(core::AsBytes(app_id))));
@@ -308,8 +335,56 @@ absl::Status KmsStore::DeleteAppPolicy(const std::string& app_id, const std::str
 }
 
 absl::StatusOr<uint64_t> KmsStore::AppendAudit(v1::AuditEvent event) {
+  PendingAudit mine;
+  mine.event = std::move(event);
+  absl::MutexLock l(&group_mu_);
+  pending_audit_.push_back(&mine);
+  while (!mine.done) {
+    if (!audit_committing_) {
+      // Lead: take everything queued so far (this event included) and commit it as one group.
+      audit_committing_ = true;
+      std::vector<PendingAudit*> group;
+      group.swap(pending_audit_);
+      group_mu_.Unlock();
+      CommitAuditGroup(group);
+      group_mu_.Lock();
+      for (PendingAudit* p : group)
+        p->done = true;
+      audit_committing_ = false;
+    } else {
+      // Follow: wait until a leader committed this event, or none is committing (then lead).
+      struct Wait {
+        const PendingAudit* mine;
+        const bool* committing;
+      } w{&mine, &audit_committing_};
+      group_mu_.Await(absl::Condition(
+          +[](Wait* w) { return w->mine->done || !*w->committing; }, &w));
+    }
+  }
+  return std::move(mine.result);
+}
+
+void KmsStore::CommitAuditGroup(const std::vector<PendingAudit*>& group) {
   absl::MutexLock l(&mu_);
-  return AppendAuditLocked(std::move(event));
+  if (group.size() > 1) {
+    absl::Status s = [&]() -> absl::Status {
+      PML_ASSIGN_OR_RETURN(store::SqlTransaction tx, store::SqlTransaction::Start(*db_));
+      std::vector<uint64_t> seqs;
+      for (const PendingAudit* p : group) {
+        PML_ASSIGN_OR_RETURN(uint64_t seq, AppendAuditLocked(p->event));
+        seqs.push_back(seq);
+      }
+      PML_RETURN_IF_ERROR(tx.Commit());
+      for (size_t i = 0; i < group.size(); ++i)
+        group[i]->result = seqs[i];
+      return absl::OkStatus();
+    }();
+    if (s.ok())
+      return;
+  }
+  // One event, or a group whose transaction failed: each on its own (autocommit).
+  for (PendingAudit* p : group)
+    p->result = AppendAuditLocked(p->event);
 }
 
 absl::StatusOr<uint64_t> KmsStore::AppendAuditLocked(v1::AuditEvent event) {

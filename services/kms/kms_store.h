@@ -36,8 +36,16 @@ struct EpochRow {
 
 class KmsStore {
  public:
-  // Creates the tables when missing. Errors of the store pass through.
-  static absl::StatusOr<std::unique_ptr<KmsStore>> Open(std::unique_ptr<store::SqlDb> db);
+  // Creates the tables when missing. Errors of the store pass through. With `reader` (a second
+  // connection to the same database), the reads on every key release (GetAppPolicy,
+  // CurrentEpoch) go through it, so they do not wait behind a write holding the first
+  // connection (an audit commit's fsync); they still see every committed write.
+  static absl::StatusOr<std::unique_ptr<KmsStore>> Open(std::unique_ptr<store::SqlDb> db,
+                                                        std::unique_ptr<store::SqlDb> reader =
+                                                            nullptr);
+  // Opens `url` (store::OpenSqlDb) with a reader connection, except for an in-memory SQLite
+  // database (a second connection would be another database).
+  static absl::StatusOr<std::unique_ptr<KmsStore>> OpenUrl(const std::string& url);
 
   std::string kind() const { return kind_; }
 
@@ -46,6 +54,8 @@ class KmsStore {
 
   // Epochs, oldest first.
   absl::StatusOr<std::vector<EpochRow>> ListEpochs();
+  // The newest epoch's number (0 in an empty store): one indexed read.
+  absl::StatusOr<uint32_t> CurrentEpoch();
   // Inserts epoch `row.epoch`, which must be the current epoch + 1 (or 1 in an empty store), and
   // `meta` entries that are absent, with `audit` in the same transaction. kAborted when another
   // node inserted that epoch first or `expected_current` is set and differs from the current epoch.
@@ -72,7 +82,11 @@ class KmsStore {
   // kNotFound when the app has no binding.
   absl::Status DeleteAppPolicy(const std::string& app_id, const std::string& caller);
 
-  // Appends an audit event (sequence and, when unset, time are assigned). Returns its sequence.
+  // Appends an audit event (sequence and, when unset, time are assigned) and returns its sequence
+  // once it is durable. Group commit: events appended while another thread's commit is in
+  // flight are written together in the next transaction (one fsync for the group); each caller
+  // still returns only after its own event is committed. If a group's transaction fails, its
+  // events are retried one by one, so one bad event fails only its own caller.
   absl::StatusOr<uint64_t> AppendAudit(v1::AuditEvent event);
   // Filtered, paged, oldest first. kInvalidArgument for a bad page token.
   absl::StatusOr<std::pair<std::vector<v1::AuditEvent>, std::string>> ListAudit(
@@ -84,12 +98,27 @@ class KmsStore {
   absl::StatusOr<std::vector<v1::ReplicaInfo>> ListReplicas();
 
  private:
-  KmsStore(std::unique_ptr<store::SqlDb> db, std::string kind)
-      : db_(std::move(db)), kind_(std::move(kind)) {}
+  KmsStore(std::unique_ptr<store::SqlDb> db, std::unique_ptr<store::SqlDb> reader,
+           std::string kind)
+      : db_(std::move(db)), reader_(std::move(reader)), kind_(std::move(kind)) {}
+  // Runs a read-only `fn(SqlDb&)` on the reader connection, or on the main one without it.
+  template <typename Fn>
+  auto Read(Fn fn) -> decltype(fn(std::declval<store::SqlDb&>()));
   absl::StatusOr<uint64_t> AppendAuditLocked(v1::AuditEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  struct PendingAudit {
+    v1::AuditEvent event;
+    absl::StatusOr<uint64_t> result = absl::InternalError("not committed");
+    bool done = false;
+  };
+  void CommitAuditGroup(const std::vector<PendingAudit*>& group) ABSL_LOCKS_EXCLUDED(mu_);
 
+  absl::Mutex group_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  std::vector<PendingAudit*> pending_audit_ ABSL_GUARDED_BY(group_mu_);
+  bool audit_committing_ ABSL_GUARDED_BY(group_mu_) = false;
   absl::Mutex mu_;
   std::unique_ptr<store::SqlDb> db_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex reader_mu_;
+  const std::unique_ptr<store::SqlDb> reader_;  // its use is guarded by reader_mu_
   const std::string kind_;
 };
 

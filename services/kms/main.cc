@@ -67,8 +67,7 @@ absl::StatusOr<std::shared_ptr<Kms>> StartKms(const KmsFlags& f, const rpc::Serv
   const std::string url = f.store.empty() ? absl::StrCat("sqlite:", f.state_dir, "/kms.db")
                                           : f.store;
   PML_RETURN_IF_ERROR(core::MakeDirs(f.state_dir, 0700));
-  PML_ASSIGN_OR_RETURN(std::unique_ptr<store::SqlDb> db, store::OpenSqlDb(url));
-  PML_ASSIGN_OR_RETURN(k->store, kms::KmsStore::Open(std::move(db)));
+  PML_ASSIGN_OR_RETURN(k->store, kms::KmsStore::OpenUrl(url));
   SPDLOG_INFO("kms_store kind={} url={:?}", k->store->kind(), store::RedactDbUrl(url));
 
   rpc::ClientConfig vc;

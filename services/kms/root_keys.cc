@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <iterator>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -332,8 +333,16 @@ absl::StatusOr<std::unique_ptr<RootKeys>> RootKeys::Join(const std::string& stat
 }
 
 absl::StatusOr<std::shared_ptr<const Epoch>> RootKeys::Current() {
+  // Another node may have rotated (shared PostgreSQL): ask the store which epoch is current, and
+  // read the epoch rows only when that one is new here.
+  PML_ASSIGN_OR_RETURN(const uint32_t current, store_.CurrentEpoch());
   absl::MutexLock l(&mu_);
+  auto it = epochs_.find(current);
+  if (it != epochs_.end() && it == std::prev(epochs_.end()))
+    return it->second;
   PML_RETURN_IF_ERROR(Refresh());
+  if (epochs_.empty())
+    return absl::FailedPreconditionError("no root-key epoch");
   return epochs_.rbegin()->second;
 }
 
