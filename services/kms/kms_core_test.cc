@@ -38,6 +38,7 @@ namespace pml::kms {
 namespace {
 
 using ::pml::testing::IsOk;
+using ::pml::testing::StatusIs;
 using ::testing::HasSubstr;
 
 namespace av1 = attestation::v1;
@@ -279,6 +280,12 @@ TEST_P(BackendTest, PoliciesAreVersionedAndTheAuditIsAppendOnly) {
   v1::AppPolicy p;
   p.set_app_id(kApp);
   p.set_verifier_policy_id("app-x");
+  EXPECT_EQ(store->PutAppPolicy(p, 0, "op").status().code(),
+            absl::StatusCode::kFailedPrecondition);  // no cluster key yet: no MAC key
+  store->SetPolicyMacKey(crypto::SecretBytes(std::vector<uint8_t>(32, 7)));
+  p.Clear();
+  p.set_app_id(kApp);
+  p.set_verifier_policy_id("app-x");
   auto v1p = store->PutAppPolicy(p, 0, "op");
   ASSERT_THAT(v1p, IsOk());
   EXPECT_EQ(v1p->version(), 1u);
@@ -316,6 +323,63 @@ TEST_P(BackendTest, PoliciesAreVersionedAndTheAuditIsAppendOnly) {
   ASSERT_THAT(db, IsOk());
   EXPECT_FALSE((*db)->Query("UPDATE kms_audit SET outcome = 0").ok());
   EXPECT_FALSE((*db)->Query("DELETE FROM kms_audit").ok());
+}
+
+// App-policy rows are authenticated with a key derived from the cluster key: a row written or
+// changed by anyone else is refused by name (kDataLoss), never used.
+TEST_P(BackendTest, PolicyRowsWrittenOutsideTheClusterAreRefused) {
+  PML_NEW_URL(url);
+  auto store = OpenUrl(url);
+  store->SetPolicyMacKey(crypto::SecretBytes(std::vector<uint8_t>(32, 7)));
+  const std::string other_app(20, '\xb2');
+  for (const std::string& app : {kApp, other_app}) {
+    v1::AppPolicy p;
+    p.set_app_id(app);
+    p.set_verifier_policy_id(app == kApp ? "strict" : "anything-goes");
+    ASSERT_THAT(store->PutAppPolicy(p, 0, "op"), IsOk());
+  }
+  ASSERT_THAT(store->GetAppPolicy(kApp), IsOk());
+  auto db = store::OpenSqlDb(url);
+  ASSERT_THAT(db, IsOk());
+  auto row = (*db)->Query("SELECT body, mac FROM kms_app_policy WHERE app_id = ?",
+                          {store::Blob{other_app}});
+  ASSERT_THAT(row, IsOk());
+  ASSERT_EQ(row->size(), 1u);
+  auto bytes = [](const store::SqlValue& v) { return std::get<store::Blob>(v).bytes; };
+  // 1. Another app's row (body and MAC) copied over this app's.
+  ASSERT_THAT((*db)->Query("UPDATE kms_app_policy SET body = ?, mac = ? WHERE app_id = ?",
+                           {store::Blob{bytes((*row)[0][0])}, store::Blob{bytes((*row)[0][1])},
+                            store::Blob{kApp}}),
+              IsOk());
+  EXPECT_THAT(store->GetAppPolicy(kApp),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr(core::HexEncode(core::AsBytes(kApp)))));
+  // 2. A body of the attacker's choosing, MAC kept or dropped.
+  v1::AppPolicy evil;
+  evil.set_app_id(kApp);
+  evil.set_inline_policy_json(R"({"allow_any_os":true,"allow_any_app":true})");
+  evil.set_version(9);
+  ASSERT_THAT((*db)->Query("UPDATE kms_app_policy SET body = ? WHERE app_id = ?",
+                           {store::Blob{evil.SerializeAsString()}, store::Blob{kApp}}),
+              IsOk());
+  EXPECT_EQ(store->GetAppPolicy(kApp).status().code(), absl::StatusCode::kDataLoss);
+  ASSERT_THAT((*db)->Query("UPDATE kms_app_policy SET mac = NULL WHERE app_id = ?",
+                           {store::Blob{kApp}}),
+              IsOk());
+  EXPECT_EQ(store->GetAppPolicy(kApp).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store->ListAppPolicies(10, "").status().code(), absl::StatusCode::kDataLoss);
+  // 3. Another cluster's key does not verify this cluster's rows.
+  auto foreign = OpenUrl(url);
+  foreign->SetPolicyMacKey(crypto::SecretBytes(std::vector<uint8_t>(32, 8)));
+  EXPECT_EQ(foreign->GetAppPolicy(other_app).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(store->GetAppPolicy(other_app), IsOk());
+  // Putting it again (as the operator is told to) restores the app.
+  v1::AppPolicy again;
+  again.set_app_id(kApp);
+  again.set_verifier_policy_id("strict");
+  ASSERT_THAT(store->PutAppPolicy(again, 0, "op"), IsOk());
+  auto got = store->GetAppPolicy(kApp);
+  ASSERT_THAT(got, IsOk());
+  EXPECT_EQ(got->verifier_policy_id(), "strict");
 }
 
 // Group commit: concurrent appends each get their own sequence once durable; none is lost or

@@ -6,6 +6,8 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
+#include <openssl/crypto.h>
+
 #include <algorithm>
 #include <utility>
 
@@ -33,7 +35,7 @@ CREATE TABLE IF NOT EXISTS kms_meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS kms_epochs (epoch INTEGER PRIMARY KEY, create_unix INTEGER NOT NULL,
   ca_cert BLOB NOT NULL, k256_public BLOB NOT NULL, sealed BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS kms_app_policy (app_id BLOB PRIMARY KEY, version INTEGER NOT NULL,
-  body BLOB NOT NULL);
+  body BLOB NOT NULL, mac BLOB);
 CREATE TABLE IF NOT EXISTS kms_audit (seq INTEGER PRIMARY KEY AUTOINCREMENT,
   time_unix INTEGER NOT NULL, app_id BLOB NOT NULL, action INTEGER NOT NULL,
   outcome INTEGER NOT NULL, event BLOB NOT NULL);
@@ -82,6 +84,21 @@ absl::Status Corrupt(const char* what) {
   return absl::DataLossError(absl::StrCat("kms store: ", what, " does not parse"));
 }
 
+constexpr char kPolicyMacLabel[] = "pml-kms-app-policy-row:v1";
+
+std::string PolicyMac(const crypto::SecretBytes& key, const std::string& app_id,
+                      const std::string& body) {
+  std::string msg(kPolicyMacLabel);
+  msg.push_back('\0');
+  const uint32_t n = static_cast<uint32_t>(app_id.size());
+  for (int sh = 24; sh >= 0; sh -= 8)
+    msg.push_back(static_cast<char>((n >> sh) & 0xff));
+  msg += app_id;
+  msg += body;
+  const crypto::Sha256Digest mac = crypto::HmacSha256(key.span(), core::AsBytes(msg));
+  return std::string(mac.begin(), mac.end());
+}
+
 absl::StatusOr<uint32_t> ReadCurrentEpoch(store::SqlDb& db) {
   PML_ASSIGN_OR_RETURN(auto rows, db.Query("SELECT MAX(epoch) FROM kms_epochs"));
   if (rows.empty())
@@ -120,6 +137,16 @@ absl::StatusOr<std::unique_ptr<KmsStore>> KmsStore::Open(std::unique_ptr<store::
       PML_RETURN_IF_ERROR(db->Exec("SELECT pg_advisory_xact_lock(7261001)"));
     }
     PML_RETURN_IF_ERROR(db->Exec(Schema(db->dialect())));
+    // Stores made before app-policy rows carried a MAC: add the column (their rows then read as
+    // unauthenticated until put again).
+    if (db->dialect() == store::SqlDialect::kPostgres) {
+      PML_RETURN_IF_ERROR(db->Exec("ALTER TABLE kms_app_policy ADD COLUMN IF NOT EXISTS mac BYTEA"));
+    } else {
+      PML_ASSIGN_OR_RETURN(auto cols, db->Query("SELECT COUNT(*) FROM pragma_table_info("
+                                                "'kms_app_policy') WHERE name = 'mac'"));
+      if (cols.empty() || Int(cols[0][0]) == 0)
+        PML_RETURN_IF_ERROR(db->Exec("ALTER TABLE kms_app_policy ADD COLUMN mac BLOB"));
+    }
     PML_RETURN_IF_ERROR(tx.Commit());
   }
   return std::unique_ptr<KmsStore>(new KmsStore(std::move(db), std::move(reader), kind));
@@ -241,15 +268,17 @@ absl::StatusOr<v1::AppPolicy> KmsStore::PutAppPolicy(v1::AppPolicy policy,
   policy.mutable_update_time()->set_seconds(absl::ToUnixSeconds(absl::Now()));
   policy.set_updated_by(caller);
   const std::string body = policy.SerializeAsString();
+  PML_ASSIGN_OR_RETURN(std::shared_ptr<const crypto::SecretBytes> key, PolicyMacKey());
+  const std::string mac = PolicyMac(*key, app_id, body);
   if (rows.empty()) {
-    PML_RETURN_IF_ERROR(db_->Query("INSERT INTO kms_app_policy (app_id, version, body) "
-                                   "VALUES (?, ?, ?)",
-                                   {Blob{app_id}, int64_t{policy.version()}, Blob{body}})
+    PML_RETURN_IF_ERROR(db_->Query("INSERT INTO kms_app_policy (app_id, version, body, mac) "
+                                   "VALUES (?, ?, ?, ?)",
+                                   {Blob{app_id}, int64_t{policy.version()}, Blob{body}, Blob{mac}})
                             .status());
   } else {
-    PML_RETURN_IF_ERROR(db_->Query("UPDATE kms_app_policy SET version = ?, body = ? "
+    PML_RETURN_IF_ERROR(db_->Query("UPDATE kms_app_policy SET version = ?, body = ?, mac = ? "
                                    "WHERE app_id = ?",
-                                   {int64_t{policy.version()}, Blob{body}, Blob{app_id}})
+                                   {int64_t{policy.version()}, Blob{body}, Blob{mac}, Blob{app_id}})
                             .status());
   }
   v1::AuditEvent a;
@@ -271,19 +300,51 @@ absl::StatusOr<v1::AppPolicy> KmsStore::PutAppPolicy(v1::AppPolicy policy,
   return policy;
 }
 
+void KmsStore::SetPolicyMacKey(const crypto::SecretBytes& cluster_key) {
+  const crypto::Sha256Digest k =
+      crypto::HmacSha256(cluster_key.span(), core::AsBytes("pml-kms-app-policy-mac-key:v1"));
+  auto key = std::make_shared<const crypto::SecretBytes>(std::vector<uint8_t>(k.begin(), k.end()));
+  absl::MutexLock l(&mac_mu_);
+  policy_mac_key_ = std::move(key);
+}
+
+absl::StatusOr<std::shared_ptr<const crypto::SecretBytes>> KmsStore::PolicyMacKey() {
+  absl::MutexLock l(&mac_mu_);
+  if (policy_mac_key_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "app policies need the cluster key (the KMS's root keys are not loaded yet)");
+  }
+  return policy_mac_key_;
+}
+
+absl::StatusOr<v1::AppPolicy> KmsStore::PolicyFromRow(const std::string& app_id,
+                                                      const SqlValue& body, const SqlValue& mac) {
+  PML_ASSIGN_OR_RETURN(std::shared_ptr<const crypto::SecretBytes> key, PolicyMacKey());
+  const std::string b = Bytes(body), m = Bytes(mac);
+  const std::string want = PolicyMac(*key, app_id, b);
+  const std::string hex_app = core::HexEncode(core::AsBytes(app_id));
+  if (m.size() != want.size() || CRYPTO_memcmp(m.data(), want.data(), want.size()) != 0) {
+    return absl::DataLossError(absl::StrCat(
+        "the key-release policy row of app ", hex_app,
+        " does not carry this cluster's MAC (written outside pml-kms, or before rows were "
+        "authenticated): it is not used; put the policy again (pmlctl kms policy put)"));
+  }
+  v1::AppPolicy p;
+  if (!p.ParseFromString(b) || p.app_id() != app_id)
+    return Corrupt("an app policy");
+  return p;
+}
+
 absl::StatusOr<v1::AppPolicy> KmsStore::GetAppPolicy(const std::string& app_id) {
   PML_ASSIGN_OR_RETURN(auto rows, Read([&](store::SqlDb& db) {
-                         return db.Query("SELECT body FROM kms_app_policy WHERE app_id = ?",
+                         return db.Query("SELECT body, mac FROM kms_app_policy WHERE app_id = ?",
                                          {Blob{app_id}});
                        }));
   if (rows.empty()) {
     return absl::NotFoundError(
         absl::StrCat("no key-release policy for app ", core::HexEncode(core::AsBytes(app_id))));
   }
-  v1::AppPolicy p;
-  if (!p.ParseFromString(Bytes(rows[0][0])))
-    return Corrupt("an app policy");
-  return p;
+  return PolicyFromRow(app_id, rows[0][0], rows[0][1]);
 }
 
 absl::StatusOr<std::pair<std::vector<v1::AppPolicy>, std::string>> KmsStore::ListAppPolicies(
@@ -298,14 +359,12 @@ absl::StatusOr<std::pair<std::vector<v1::AppPolicy>, std::string>> KmsStore::Lis
   }
   absl::MutexLock l(&mu_);
   PML_ASSIGN_OR_RETURN(auto rows,
-                       db_->Query("SELECT app_id, body FROM kms_app_policy WHERE app_id > ? "
+                       db_->Query("SELECT app_id, body, mac FROM kms_app_policy WHERE app_id > ? "
                                   "ORDER BY app_id LIMIT ?",
                                   {Blob{after}, int64_t{n + 1}}));
   std::pair<std::vector<v1::AppPolicy>, std::string> out;
   for (size_t i = 0; i < rows.size() && static_cast<int>(i) < n; ++i) {
-    v1::AppPolicy p;
-    if (!p.ParseFromString(Bytes(rows[i][1])))
-      return Corrupt("an app policy");
+    PML_ASSIGN_OR_RETURN(v1::AppPolicy p, PolicyFromRow(Bytes(rows[i][0]), rows[i][1], rows[i][2]));
     out.first.push_back(std::move(p));
   }
   if (static_cast<int>(rows.size()) > n)

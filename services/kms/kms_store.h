@@ -21,6 +21,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "lib/crypto/secret_bytes.h"
 #include "lib/store/sql.h"
 #include "pml/kms/v1/kms.pb.h"
 
@@ -79,6 +80,13 @@ class KmsStore {
   absl::StatusOr<v1::AppPolicy> GetAppPolicy(const std::string& app_id);
   absl::StatusOr<std::pair<std::vector<v1::AppPolicy>, std::string>> ListAppPolicies(
       int page_size, const std::string& page_token);
+  // App-policy rows carry HMAC-SHA256 under a key derived from the cluster key, so that a writer
+  // of a shared database who is not a KMS node cannot bind an app to a policy of its choosing
+  // (it can still delete a row, which refuses the app its keys, or restore an older row the
+  // operator once wrote). RootKeys sets the key once the cluster key is loaded; until then the
+  // policy calls are kFailedPrecondition. A row whose MAC does not verify reads as kDataLoss,
+  // naming the app.
+  void SetPolicyMacKey(const crypto::SecretBytes& cluster_key);
   // kNotFound when the app has no binding.
   absl::Status DeleteAppPolicy(const std::string& app_id, const std::string& caller);
 
@@ -101,6 +109,10 @@ class KmsStore {
   KmsStore(std::unique_ptr<store::SqlDb> db, std::unique_ptr<store::SqlDb> reader,
            std::string kind)
       : db_(std::move(db)), reader_(std::move(reader)), kind_(std::move(kind)) {}
+  absl::StatusOr<std::shared_ptr<const crypto::SecretBytes>> PolicyMacKey();
+  absl::StatusOr<v1::AppPolicy> PolicyFromRow(const std::string& app_id,
+                                              const store::SqlValue& body,
+                                              const store::SqlValue& mac);
   // Runs a read-only `fn(SqlDb&)` on the reader connection, or on the main one without it.
   template <typename Fn>
   auto Read(Fn fn) -> decltype(fn(std::declval<store::SqlDb&>()));
@@ -117,6 +129,8 @@ class KmsStore {
   bool audit_committing_ ABSL_GUARDED_BY(group_mu_) = false;
   absl::Mutex mu_;
   std::unique_ptr<store::SqlDb> db_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex mac_mu_;
+  std::shared_ptr<const crypto::SecretBytes> policy_mac_key_ ABSL_GUARDED_BY(mac_mu_);
   absl::Mutex reader_mu_;
   const std::unique_ptr<store::SqlDb> reader_;  // its use is guarded by reader_mu_
   const std::string kind_;
