@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -24,6 +25,7 @@
 #include "lib/crypto/key.h"
 #include "lib/crypto/seal.h"
 #include "lib/crypto/x509.h"
+#include "lib/ratls/cert.h"
 #include "lib/ratls/report_data.h"
 #include "lib/rpc/client.h"
 #include "lib/rpc/status_convert.h"
@@ -72,6 +74,28 @@ absl::StatusOr<std::string> UnusedRootPem() {
 
 // TLS to the KMS that authenticates nothing: only for GetPublicInfo, whose answer is checked
 // against the app's pin before anything is trusted or sent.
+// kNotFound when the call never reached a TLS peer; kFailedPrecondition when the peer's leaf
+// certificate is not a kms:rpc certificate.
+absl::Status CheckKmsRpcLeaf(const grpc::ClientContext& ctx) {
+  std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
+  std::vector<grpc::string_ref> pems;
+  if (auth != nullptr)
+    pems = auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+  if (pems.empty())
+    return absl::NotFoundError("no TLS peer certificate");
+  auto certs = crypto::ParsePemCertificates(absl::string_view(pems[0].data(), pems[0].size()), 1);
+  if (!certs.ok())
+    return absl::FailedPreconditionError("its TLS certificate does not parse");
+  absl::StatusOr<ratls::RaTlsClaims> claims = ratls::ParseRaTlsClaims(*(*certs)[0]);
+  const std::string usage = claims.ok() ? claims->usage : std::string();
+  if (usage != ratls::kUsageKmsRpc) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "its TLS certificate is not a KMS RPC certificate (usage \"",
+        absl::CEscape(usage.substr(0, 64)), "\", want \"", ratls::kUsageKmsRpc, "\")"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::shared_ptr<grpc::Channel>> UnverifiedChannel(const std::string& address) {
   PML_ASSIGN_OR_RETURN(std::string unused_root, UnusedRootPem());
   grpc::experimental::TlsChannelCredentialsOptions opts;
@@ -210,10 +234,17 @@ absl::StatusOr<KmsKeys> FetchKeysFromKms(const KmsProviderOptions& o, RuntimeEve
   rpc::SetTimeout(ctx, o.timeout);
   kms::v1::GetAppKeysResponse resp;
   grpc::Status s = stub->GetAppKeys(&ctx, req, &resp);
+  // Whatever it answered, the peer must have been a KMS RPC endpoint: its leaf carries usage
+  // kms:rpc (the identity CA signs nothing else today; this keeps it so if it ever does).
+  absl::Status leaf = CheckKmsRpcLeaf(ctx);
+  if (!leaf.ok() && !absl::IsNotFound(leaf))
+    return absl::Status(leaf.code(), absl::StrCat("KMS ", o.address, ": ", leaf.message()));
   if (!s.ok()) {
     absl::Status st = rpc::FromGrpcStatus(s);
     return absl::Status(st.code(), absl::StrCat("KMS ", o.address, ": ", st.message()));
   }
+  if (!leaf.ok())
+    return absl::DataLossError(absl::StrCat("KMS ", o.address, ": ", leaf.message()));
   if (resp.app_id() != core::ToString(id.app_id))
     return absl::DataLossError("the KMS answered for another app");
   const kms::v1::SealedPayload& sp = resp.sealed_keys();

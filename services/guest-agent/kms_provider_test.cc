@@ -26,6 +26,7 @@
 #include "lib/crypto/cert_builder.h"
 #include "lib/crypto/key.h"
 #include "lib/crypto/x509.h"
+#include "lib/ratls/cert.h"
 #include "lib/tee/simulator.h"
 #include "pml/kms/v1/kms.grpc.pb.h"
 #include "services/guest-agent/boot.h"
@@ -134,14 +135,20 @@ class KmsProviderTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  // Starts the fake KMS with a TLS certificate for 127.0.0.1 issued by `tls_issuer`.
-  void StartKms(const Ca& tls_issuer) {
+  // Starts the fake KMS with a TLS certificate for 127.0.0.1 issued by `tls_issuer`, carrying
+  // the RA-TLS usage `usage` (as pml-kms's guest certificate carries "kms:rpc").
+  void StartKms(const Ca& tls_issuer, absl::string_view usage = ratls::kUsageKmsRpc) {
     auto key = crypto::GenerateEcKey(crypto::Curve::kP256);
     ASSERT_THAT(key, IsOk());
     crypto::CertSpec spec;
     spec.common_name = "kms node";
     spec.ip_sans = {"127.0.0.1"};
     spec.server_auth = true;
+    if (!usage.empty()) {
+      ratls::RaTlsClaims claims;
+      claims.usage = std::string(usage);
+      spec.extensions = ratls::RaTlsExtensions(claims);
+    }
     auto cert = crypto::IssueCertificate(spec, **key, *tls_issuer.key, tls_issuer.cert.get());
     ASSERT_THAT(cert, IsOk());
     auto key_pem = crypto::PrivateKeyToPem(**key);
@@ -262,6 +269,18 @@ TEST_F(KmsProviderTest, AFetchedCaDoesNotVouchForAServerItDidNotSign) {
   StartKms(other_);
   EXPECT_THAT(Fetch(pin_), StatusIs(absl::StatusCode::kUnavailable, HasSubstr(address_)));
   EXPECT_EQ(fake_.get_app_keys_calls.load(), 0);
+}
+
+TEST_F(KmsProviderTest, AServerWhoseLeafIsNotAKmsRpcCertificateIsRefused) {
+  for (absl::string_view usage : {absl::string_view(""), ratls::kUsageAppCa,
+                                  absl::string_view("app:custom")}) {
+    SCOPED_TRACE(usage);
+    if (server_ != nullptr)
+      server_->Shutdown();
+    StartKms(identity_, usage);
+    EXPECT_THAT(Fetch(pin_), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                      AllOf(HasSubstr(address_), HasSubstr("kms:rpc"))));
+  }
 }
 
 TEST_F(KmsProviderTest, AFileCaIsStillReadAndChecked) {
