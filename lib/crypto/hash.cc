@@ -65,10 +65,17 @@ absl::StatusOr<std::vector<uint8_t>> HkdfSha256(absl::Span<const uint8_t> ikm,
   }
   ClearOpensslErrors();
   // Fetched once: an implicit fetch per call (EVP_PKEY_CTX_new_id) costs more than the HKDF.
+  // (Should that fetch have failed, each call fetches for itself and reports its own failure.)
   static EVP_KDF* const kHkdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
-  if (kHkdf == nullptr)
-    return OpensslError("hkdf-sha256: fetch");
-  std::unique_ptr<EVP_KDF_CTX, CDeleter<EVP_KDF_CTX_free>> ctx(EVP_KDF_CTX_new(kHkdf));
+  std::unique_ptr<EVP_KDF, CDeleter<EVP_KDF_free>> own;
+  EVP_KDF* kdf = kHkdf;
+  if (kdf == nullptr) {
+    own.reset(EVP_KDF_fetch(nullptr, "HKDF", nullptr));
+    kdf = own.get();
+    if (kdf == nullptr)
+      return OpensslError("hkdf-sha256: fetch");
+  }
+  std::unique_ptr<EVP_KDF_CTX, CDeleter<EVP_KDF_CTX_free>> ctx(EVP_KDF_CTX_new(kdf));
   std::vector<uint8_t> out(length);
   char digest[] = "SHA256";
   // An absent salt is HKDF's default (HashLen zeros), which is what an empty salt means too.

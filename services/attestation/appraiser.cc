@@ -184,16 +184,21 @@ absl::StatusOr<AppraisalResult> Appraiser::Appraise(const AppraiseInput& input) 
   AppraisalResult out;
   std::shared_ptr<const AppraisalPolicy> parsed;
   if (input.inline_policy_json.has_value()) {
+    // Only small inline policies are kept: callers choose their text, and a cache of 1 MiB
+    // policies would be theirs to fill.
+    const bool cacheable = input.inline_policy_json->size() <= kMaxCachedInlinePolicyBytes;
     const std::string key = absl::StrCat(
         "inline:", core::HexEncode(crypto::Sha256(*input.inline_policy_json)));
-    parsed = CachedPolicy(key);
+    if (cacheable)
+      parsed = CachedPolicy(key);
     if (parsed == nullptr) {
       auto p = ParsePolicyJson(*input.inline_policy_json);
       if (!p.ok()) {
         return absl::InvalidArgumentError(
             absl::StrCat("inline_policy_json: ", p.status().message()));
       }
-      parsed = CachePolicy(key, *std::move(p));
+      parsed = cacheable ? CachePolicy(key, *std::move(p))
+                         : std::make_shared<const AppraisalPolicy>(*std::move(p));
     }
     out.policy_sha256 = PolicyDigest(*parsed);
     out.policy_id = "inline:" + out.policy_sha256;
@@ -203,8 +208,9 @@ absl::StatusOr<AppraisalResult> Appraiser::Appraise(const AppraiseInput& input) 
     if (!IsValidPolicyId(input.policy_id))
       return absl::InvalidArgumentError("policy_id: not a policy id");
     PML_ASSIGN_OR_RETURN(PolicyRecord rec, policies_->Get(input.policy_id, input.policy_version));
-    // Stored versions are immutable and named by their content's digest.
-    const std::string key = absl::StrCat("stored:", rec.sha256);
+    // By the digest of the text itself (not the stored digest column), so that a hit is always
+    // the parse of these very bytes.
+    const std::string key = absl::StrCat("stored:", core::HexEncode(crypto::Sha256(rec.json)));
     parsed = CachedPolicy(key);
     if (parsed == nullptr) {
       auto p = ParsePolicyJson(rec.json);

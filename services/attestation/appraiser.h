@@ -174,6 +174,7 @@ class Appraiser {
   // Parsed policies by content ("stored:<sha256>" of a stored version, "inline:<sha256 of the
   // text>"): appraisals skip re-parsing the JSON.
   static constexpr size_t kParsedPolicyCacheEntries = 1024;
+  static constexpr size_t kMaxCachedInlinePolicyBytes = 16 << 10;
   std::shared_ptr<const AppraisalPolicy> CachedPolicy(const std::string& key);
   std::shared_ptr<const AppraisalPolicy> CachePolicy(const std::string& key,
                                                      AppraisalPolicy policy);

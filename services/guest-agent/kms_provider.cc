@@ -72,8 +72,6 @@ absl::StatusOr<std::string> UnusedRootPem() {
   return crypto::CertificateToPem(*cert);
 }
 
-// TLS to the KMS that authenticates nothing: only for GetPublicInfo, whose answer is checked
-// against the app's pin before anything is trusted or sent.
 // kNotFound when the call never reached a TLS peer; kFailedPrecondition when the peer's leaf
 // certificate is not a kms:rpc certificate.
 absl::Status CheckKmsRpcLeaf(const grpc::ClientContext& ctx) {
@@ -96,6 +94,8 @@ absl::Status CheckKmsRpcLeaf(const grpc::ClientContext& ctx) {
   return absl::OkStatus();
 }
 
+// TLS to the KMS that authenticates nothing: only for GetPublicInfo, whose answer is checked
+// against the app's pin before anything is trusted or sent.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> UnverifiedChannel(const std::string& address) {
   PML_ASSIGN_OR_RETURN(std::string unused_root, UnusedRootPem());
   grpc::experimental::TlsChannelCredentialsOptions opts;

@@ -69,6 +69,15 @@ void RecordMeasurements(const common::v1::EvidenceBundle& evidence, v1::AuditEve
   m->set_mrconfigid(s(td.mr_config_id));
 }
 
+// What a guest-facing caller is told when the app's policy row cannot be used (it fails its MAC:
+// KmsStore::SetPolicyMacKey): the details go to the operator's audit log, not to whoever asks.
+absl::Status PublicPolicyError(const absl::Status& s) {
+  if (!absl::IsDataLoss(s))
+    return s;
+  return absl::FailedPreconditionError(
+      "the app's key-release policy cannot be used; the KMS operator's audit log says why");
+}
+
 }  // namespace
 
 struct KeyReleaseCore::Appraisal {
@@ -244,7 +253,7 @@ absl::StatusOr<v1::GetAppKeysResponse> KeyReleaseCore::GetAppKeys(
       return Refuse(audit, absl::FailedPreconditionError(absl::StrCat(
                                "unknown app ", Hex(app_id), ": no key-release policy")));
     }
-    return Refuse(audit, policy.status());
+    return PublicPolicyError(Refuse(audit, policy.status()));
   }
   absl::StatusOr<Appraisal> a =
       AppraiseFor(request.evidence(), av1::REPORT_DATA_PURPOSE_KMS_KEY_RELEASE,
@@ -355,10 +364,11 @@ absl::StatusOr<v1::SignCertResponse> KeyReleaseCore::SignCert(const v1::SignCert
   audit.set_epoch((*epoch)->secret.epoch);
   absl::StatusOr<v1::AppPolicy> policy = store_.GetAppPolicy(app_id);
   if (!policy.ok()) {
-    return Refuse(audit, absl::IsNotFound(policy.status())
-                             ? absl::FailedPreconditionError(absl::StrCat(
-                                   "unknown app ", Hex(app_id), ": no key-release policy"))
-                             : policy.status());
+    return PublicPolicyError(
+        Refuse(audit, absl::IsNotFound(policy.status())
+                          ? absl::FailedPreconditionError(absl::StrCat(
+                                "unknown app ", Hex(app_id), ": no key-release policy"))
+                          : policy.status()));
   }
   absl::StatusOr<std::vector<uint8_t>> spki = crypto::PublicKeyToDer(*csr_key);
   if (!spki.ok())
@@ -421,7 +431,7 @@ absl::StatusOr<v1::GetAppEnvEncryptPubKeyResponse> KeyReleaseCore::GetAppEnvEncr
                        EpochFor(request.has_epoch(), request.epoch()));
   // Only apps the operator bound to a policy have env keys here: this endpoint is public, and
   // deriving for any 20 bytes would let anyone fill the key cache.
-  PML_RETURN_IF_ERROR(store_.GetAppPolicy(request.app_id()).status());
+  PML_RETURN_IF_ERROR(PublicPolicyError(store_.GetAppPolicy(request.app_id()).status()));
   PML_ASSIGN_OR_RETURN(std::shared_ptr<const AppMaterial> m, Material(*e, request.app_id()));
   // The timestamped signature is renewed at most once a minute per app (this endpoint is public:
   // a secp256k1 signature per unauthenticated call would be a cheap way to load the KMS).

@@ -39,7 +39,9 @@ namespace {
 
 using ::pml::testing::IsOk;
 using ::pml::testing::StatusIs;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 namespace av1 = attestation::v1;
 
@@ -366,7 +368,16 @@ TEST_P(BackendTest, PolicyRowsWrittenOutsideTheClusterAreRefused) {
                            {store::Blob{kApp}}),
               IsOk());
   EXPECT_EQ(store->GetAppPolicy(kApp).status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_EQ(store->ListAppPolicies(10, "").status().code(), absl::StatusCode::kDataLoss);
+  auto listed = store->ListAppPolicies(10, "");
+  ASSERT_THAT(listed, IsOk());
+  ASSERT_EQ(listed->first.size(), 2u);
+  for (const v1::AppPolicy& lp : listed->first) {
+    EXPECT_EQ(lp.unauthenticated(), lp.app_id() == kApp) << core::HexEncode(core::AsBytes(lp.app_id()));
+    if (lp.unauthenticated()) {
+      EXPECT_FALSE(lp.has_inline_policy_json());  // nothing of the row is passed on
+      EXPECT_EQ(lp.version(), 0u);
+    }
+  }
   // 3. Another cluster's key does not verify this cluster's rows.
   auto foreign = OpenUrl(url);
   foreign->SetPolicyMacKey(crypto::SecretBytes(std::vector<uint8_t>(32, 8)));
@@ -513,6 +524,7 @@ class KeyReleaseTest : public BackendTest {
     const std::string url = NewUrl();
     if (skip_)
       GTEST_SKIP() << "PostgreSQL is not installed";
+    url_ = url;
     store_ = OpenUrl(url);
     keys_ = *RootKeys::Open(dir_, *store_, "n1");
     const auto token = crypto::Sha256(std::string("operator-join-token"));
@@ -557,6 +569,7 @@ class KeyReleaseTest : public BackendTest {
   }
 
   std::string dir_;
+  std::string url_;
   std::unique_ptr<KmsStore> store_;
   std::unique_ptr<RootKeys> keys_;
   ScriptedVerifier verifier_;
@@ -657,6 +670,35 @@ TEST_P(KeyReleaseTest, RefusalsAreFailedPreconditionAndAudited) {
   EXPECT_EQ(audit->first.size(), 5u);
   for (const auto& e : audit->first)
     EXPECT_FALSE(e.reason().empty());
+}
+
+// A policy row changed behind the KMS's back releases nothing: the guest is told only that the
+// policy cannot be used; the audit log has the reason.
+TEST_P(KeyReleaseTest, ATamperedPolicyRowReleasesNothingAndTheAuditSaysWhy) {
+  auto db = store::OpenSqlDb(url_);
+  ASSERT_THAT(db, IsOk());
+  v1::AppPolicy evil;
+  evil.set_app_id(kApp);
+  evil.set_inline_policy_json(R"({"allow_any_os":true,"allow_any_app":true})");
+  ASSERT_THAT((*db)->Query("UPDATE kms_app_policy SET body = ? WHERE app_id = ?",
+                           {store::Blob{evil.SerializeAsString()}, store::Blob{kApp}}),
+              IsOk());
+  crypto::X25519KeyPair eph;
+  const int calls = verifier_.calls;
+  auto r = core_->GetAppKeys(Request(eph));
+  EXPECT_THAT(r.status(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                   AllOf(HasSubstr("cannot be used"), Not(HasSubstr("MAC")))));
+  EXPECT_EQ(verifier_.calls, calls);
+  v1::GetAppEnvEncryptPubKeyRequest env;
+  env.set_app_id(kApp);
+  EXPECT_EQ(core_->GetAppEnvEncryptPubKey(env).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  v1::ListAuditEventsRequest lr;
+  lr.set_outcome(v1::AUDIT_OUTCOME_ERROR);
+  auto audit = store_->ListAudit(lr);
+  ASSERT_THAT(audit, IsOk());
+  ASSERT_EQ(audit->first.size(), 1u);
+  EXPECT_THAT(audit->first[0].reason(), HasSubstr("MAC"));
 }
 
 TEST_P(KeyReleaseTest, EpochsGiveDifferentKeysAndOldOnesStayAvailable) {

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -139,13 +140,17 @@ absl::StatusOr<std::unique_ptr<KmsStore>> KmsStore::Open(std::unique_ptr<store::
     PML_RETURN_IF_ERROR(db->Exec(Schema(db->dialect())));
     // Stores made before app-policy rows carried a MAC: add the column (their rows then read as
     // unauthenticated until put again).
-    if (db->dialect() == store::SqlDialect::kPostgres) {
-      PML_RETURN_IF_ERROR(db->Exec("ALTER TABLE kms_app_policy ADD COLUMN IF NOT EXISTS mac BYTEA"));
-    } else {
-      PML_ASSIGN_OR_RETURN(auto cols, db->Query("SELECT COUNT(*) FROM pragma_table_info("
-                                                "'kms_app_policy') WHERE name = 'mac'"));
-      if (cols.empty() || Int(cols[0][0]) == 0)
-        PML_RETURN_IF_ERROR(db->Exec("ALTER TABLE kms_app_policy ADD COLUMN mac BLOB"));
+    // (Checked first: PostgreSQL's ALTER ... IF NOT EXISTS takes an exclusive lock even when the
+    // column is there.)
+    const bool pg = db->dialect() == store::SqlDialect::kPostgres;
+    PML_ASSIGN_OR_RETURN(
+        auto cols,
+        db->Query(pg ? "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = "
+                       "current_schema() AND table_name = 'kms_app_policy' AND column_name = 'mac'"
+                     : "SELECT COUNT(*) FROM pragma_table_info('kms_app_policy') WHERE name = 'mac'"));
+    if (cols.empty() || Int(cols[0][0]) == 0) {
+      PML_RETURN_IF_ERROR(db->Exec(pg ? "ALTER TABLE kms_app_policy ADD COLUMN mac BYTEA"
+                                      : "ALTER TABLE kms_app_policy ADD COLUMN mac BLOB"));
     }
     PML_RETURN_IF_ERROR(tx.Commit());
   }
@@ -364,8 +369,16 @@ absl::StatusOr<std::pair<std::vector<v1::AppPolicy>, std::string>> KmsStore::Lis
                                   {Blob{after}, int64_t{n + 1}}));
   std::pair<std::vector<v1::AppPolicy>, std::string> out;
   for (size_t i = 0; i < rows.size() && static_cast<int>(i) < n; ++i) {
-    PML_ASSIGN_OR_RETURN(v1::AppPolicy p, PolicyFromRow(Bytes(rows[i][0]), rows[i][1], rows[i][2]));
-    out.first.push_back(std::move(p));
+    const std::string app_id = Bytes(rows[i][0]);
+    absl::StatusOr<v1::AppPolicy> p = PolicyFromRow(app_id, rows[i][1], rows[i][2]);
+    if (absl::IsDataLoss(p.status())) {
+      // Listed, so that operators see which apps to put again; nothing of the row is trusted.
+      p = v1::AppPolicy();
+      p->set_app_id(app_id);
+      p->set_unauthenticated(true);
+    }
+    PML_RETURN_IF_ERROR(p.status());
+    out.first.push_back(*std::move(p));
   }
   if (static_cast<int>(rows.size()) > n)
     out.second = core::HexEncode(core::AsBytes(out.first.back().app_id()));
@@ -405,11 +418,17 @@ absl::StatusOr<uint64_t> KmsStore::AppendAudit(v1::AuditEvent event) {
       std::vector<PendingAudit*> group;
       group.swap(pending_audit_);
       group_mu_.Unlock();
-      CommitAuditGroup(group);
-      group_mu_.Lock();
-      for (PendingAudit* p : group)
-        p->done = true;
-      audit_committing_ = false;
+      {
+        // Also if the commit throws (bad_alloc): relock, and release every waiter (whose result
+        // then stays "not committed").
+        absl::Cleanup relock = [&] {
+          group_mu_.Lock();
+          for (PendingAudit* p : group)
+            p->done = true;
+          audit_committing_ = false;
+        };
+        CommitAuditGroup(group);
+      }
     } else {
       // Follow: wait until a leader committed this event, or none is committing (then lead).
       struct Wait {
@@ -426,6 +445,7 @@ absl::StatusOr<uint64_t> KmsStore::AppendAudit(v1::AuditEvent event) {
 void KmsStore::CommitAuditGroup(const std::vector<PendingAudit*>& group) {
   absl::MutexLock l(&mu_);
   if (group.size() > 1) {
+    bool inserted = false;  // every INSERT went in: only the COMMIT remained
     absl::Status s = [&]() -> absl::Status {
       PML_ASSIGN_OR_RETURN(store::SqlTransaction tx, store::SqlTransaction::Start(*db_));
       std::vector<uint64_t> seqs;
@@ -433,6 +453,7 @@ void KmsStore::CommitAuditGroup(const std::vector<PendingAudit*>& group) {
         PML_ASSIGN_OR_RETURN(uint64_t seq, AppendAuditLocked(p->event));
         seqs.push_back(seq);
       }
+      inserted = true;
       PML_RETURN_IF_ERROR(tx.Commit());
       for (size_t i = 0; i < group.size(); ++i)
         group[i]->result = seqs[i];
@@ -440,8 +461,17 @@ void KmsStore::CommitAuditGroup(const std::vector<PendingAudit*>& group) {
     }();
     if (s.ok())
       return;
+    if (inserted) {
+      // The COMMIT itself failed. With PostgreSQL a connection lost mid-COMMIT leaves the outcome
+      // unknown; writing the rows again could log them twice, so every caller gets the error
+      // (and releases nothing).
+      for (PendingAudit* p : group)
+        p->result = s;
+      return;
+    }
   }
-  // One event, or a group whose transaction failed: each on its own (autocommit).
+  // One event, or a group one of whose rows the database refused: each on its own (autocommit),
+  // so a bad row fails only its caller.
   for (PendingAudit* p : group)
     p->result = AppendAuditLocked(p->event);
 }

@@ -85,7 +85,7 @@ class KmsStore {
   // (it can still delete a row, which refuses the app its keys, or restore an older row the
   // operator once wrote). RootKeys sets the key once the cluster key is loaded; until then the
   // policy calls are kFailedPrecondition. A row whose MAC does not verify reads as kDataLoss,
-  // naming the app.
+  // naming the app; ListAppPolicies lists it with only app_id and `unauthenticated` set.
   void SetPolicyMacKey(const crypto::SecretBytes& cluster_key);
   // kNotFound when the app has no binding.
   absl::Status DeleteAppPolicy(const std::string& app_id, const std::string& caller);

@@ -279,6 +279,9 @@ absl::StatusOr<std::unique_ptr<RootKeys>> RootKeys::Open(const std::string& stat
     if (rk->epochs_.empty())
       return absl::InternalError("no root-key epoch after start-up");
   }
+  // The cluster key opened the store's epochs: it now authenticates the app-policy rows
+  // (KmsStore::SetPolicyMacKey). Join ends here too.
+  store.SetPolicyMacKey(rk->cluster_key_);
   return rk;
 }
 

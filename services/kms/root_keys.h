@@ -116,11 +116,8 @@ class RootKeys {
   absl::StatusOr<std::shared_ptr<const IdentityCa>> Identity();
 
  private:
-  // Hands the store the key its app-policy rows are authenticated with (KmsStore::SetPolicyMacKey).
   RootKeys(KmsStore& store, crypto::SecretBytes cluster_key)
-      : store_(store), cluster_key_(std::move(cluster_key)) {
-    store_.SetPolicyMacKey(cluster_key_);
-  }
+      : store_(store), cluster_key_(std::move(cluster_key)) {}
   absl::Status Refresh() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::shared_ptr<const Epoch>> OpenRow(const EpochRow& row) const;
   absl::Status Create(uint32_t epoch, std::optional<uint32_t> expected_current,

@@ -241,6 +241,11 @@ int RunList(const ListOptions& o) {
         v1::ListAppPoliciesResponse resp;
         PML_RETURN_IF_ERROR(Call(o.client, **stub, &AdminStub::ListAppPolicies, req, &resp));
         for (const v1::AppPolicy& p : resp.app_policies()) {
+          if (p.unauthenticated()) {
+            rows.push_back({Hex(p.app_id()), "-",
+                            "UNAUTHENTICATED ROW (not used: put the policy again)", "-", "-"});
+            continue;
+          }
           rows.push_back({Hex(p.app_id()), absl::StrCat(p.version()), AppPolicyRef(p),
                           OrDash(p.updated_by()), FormatTimestamp(p.update_time())});
         }
