@@ -79,6 +79,22 @@ absl::Status Gcm(bool encrypt, absl::Span<const uint8_t> key, absl::Span<const u
   return absl::OkStatus();
 }
 
+absl::StatusOr<SecretBytes> Agree(EVP_PKEY& priv, absl::Span<const uint8_t> peer_public_key) {
+  PML_ASSIGN_OR_RETURN(EvpPkeyPtr peer, PublicKey(peer_public_key));
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new(&priv, nullptr));
+  std::vector<uint8_t> out(kX25519KeyBytes);
+  size_t len = out.size();
+  if (ctx == nullptr || EVP_PKEY_derive_init(ctx.get()) != 1 ||
+      EVP_PKEY_derive_set_peer(ctx.get(), peer.get()) != 1 ||
+      EVP_PKEY_derive(ctx.get(), out.data(), &len) != 1 || len != out.size()) {
+    // OpenSSL refuses an all-zero result (a low-order peer point) here.
+    return absl::InvalidArgumentError("X25519 public key: low order or malformed");
+  }
+  if (std::all_of(out.begin(), out.end(), [](uint8_t b) { return b == 0; }))
+    return absl::InvalidArgumentError("X25519 public key: low order");
+  return SecretBytes(std::move(out));
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<uint8_t>> AeadSeal(absl::Span<const uint8_t> key,
@@ -143,26 +159,6 @@ absl::StatusOr<X25519PublicKey> X25519PublicFromPrivate(absl::Span<const uint8_t
     return absl::InternalError("X25519: reading the public key failed");
   return pub;
 }
-
-namespace {
-
-absl::StatusOr<SecretBytes> Agree(EVP_PKEY& priv, absl::Span<const uint8_t> peer_public_key) {
-  PML_ASSIGN_OR_RETURN(EvpPkeyPtr peer, PublicKey(peer_public_key));
-  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new(&priv, nullptr));
-  std::vector<uint8_t> out(kX25519KeyBytes);
-  size_t len = out.size();
-  if (ctx == nullptr || EVP_PKEY_derive_init(ctx.get()) != 1 ||
-      EVP_PKEY_derive_set_peer(ctx.get(), peer.get()) != 1 ||
-      EVP_PKEY_derive(ctx.get(), out.data(), &len) != 1 || len != out.size()) {
-    // OpenSSL refuses an all-zero result (a low-order peer point) here.
-    return absl::InvalidArgumentError("X25519 public key: low order or malformed");
-  }
-  if (std::all_of(out.begin(), out.end(), [](uint8_t b) { return b == 0; }))
-    return absl::InvalidArgumentError("X25519 public key: low order");
-  return SecretBytes(std::move(out));
-}
-
-}  // namespace
 
 absl::StatusOr<SecretBytes> X25519SharedSecret(absl::Span<const uint8_t> private_key,
                                                absl::Span<const uint8_t> peer_public_key) {

@@ -160,20 +160,27 @@ Appraiser::Appraiser(VerifierCore& tdx, GpuCore& gpu, PolicyStore* policies, Sig
 
 Appraiser::~Appraiser() = default;
 
-std::shared_ptr<const AppraisalPolicy> Appraiser::CachedPolicy(const std::string& key) {
-  absl::MutexLock l(&policy_mu_);
-  auto it = parsed_policies_.find(key);
-  return it == parsed_policies_.end() ? nullptr : it->second;
-}
-
-std::shared_ptr<const AppraisalPolicy> Appraiser::CachePolicy(const std::string& key,
-                                                              AppraisalPolicy policy) {
-  auto p = std::make_shared<const AppraisalPolicy>(std::move(policy));
-  absl::MutexLock l(&policy_mu_);
-  if (parsed_policies_.size() >= kParsedPolicyCacheEntries)
-    parsed_policies_.clear();  // bounded; entries are parsed again on demand
-  parsed_policies_.emplace(key, p);
-  return p;
+absl::StatusOr<std::shared_ptr<const Appraiser::ParsedPolicy>> Appraiser::Parse(
+    absl::string_view kind, const std::string& json, bool cache) {
+  // By the digest of the text itself, so that a hit is always the parse of these very bytes.
+  const std::string key = absl::StrCat(kind, ":", core::HexEncode(crypto::Sha256(json)));
+  if (cache) {
+    absl::MutexLock l(&policy_mu_);
+    auto it = parsed_policies_.find(key);
+    if (it != parsed_policies_.end())
+      return it->second;
+  }
+  PML_ASSIGN_OR_RETURN(AppraisalPolicy policy, ParsePolicyJson(json));
+  auto p = std::make_shared<ParsedPolicy>();
+  p->digest = PolicyDigest(policy);
+  p->policy = std::move(policy);
+  if (cache) {
+    absl::MutexLock l(&policy_mu_);
+    if (parsed_policies_.size() >= kParsedPolicyCacheEntries)
+      parsed_policies_.clear();  // bounded; entries are parsed again on demand
+    parsed_policies_.emplace(key, p);
+  }
+  return std::shared_ptr<const ParsedPolicy>(std::move(p));
 }
 
 absl::StatusOr<AppraisalResult> Appraiser::Appraise(const AppraiseInput& input) {
@@ -182,25 +189,17 @@ absl::StatusOr<AppraisalResult> Appraiser::Appraise(const AppraiseInput& input) 
 
   // ---- The policy.
   AppraisalResult out;
-  std::shared_ptr<const AppraisalPolicy> parsed;
+  std::shared_ptr<const ParsedPolicy> parsed;
   if (input.inline_policy_json.has_value()) {
     // Only small inline policies are kept: callers choose their text, and a cache of 1 MiB
     // policies would be theirs to fill.
-    const bool cacheable = input.inline_policy_json->size() <= kMaxCachedInlinePolicyBytes;
-    const std::string key = absl::StrCat(
-        "inline:", core::HexEncode(crypto::Sha256(*input.inline_policy_json)));
-    if (cacheable)
-      parsed = CachedPolicy(key);
-    if (parsed == nullptr) {
-      auto p = ParsePolicyJson(*input.inline_policy_json);
-      if (!p.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("inline_policy_json: ", p.status().message()));
-      }
-      parsed = cacheable ? CachePolicy(key, *std::move(p))
-                         : std::make_shared<const AppraisalPolicy>(*std::move(p));
+    auto p = Parse("inline", *input.inline_policy_json,
+                   input.inline_policy_json->size() <= kMaxCachedInlinePolicyBytes);
+    if (!p.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("inline_policy_json: ", p.status().message()));
     }
-    out.policy_sha256 = PolicyDigest(*parsed);
+    parsed = *std::move(p);
+    out.policy_sha256 = parsed->digest;
     out.policy_id = "inline:" + out.policy_sha256;
   } else {
     if (policies_ == nullptr)
@@ -208,21 +207,15 @@ absl::StatusOr<AppraisalResult> Appraiser::Appraise(const AppraiseInput& input) 
     if (!IsValidPolicyId(input.policy_id))
       return absl::InvalidArgumentError("policy_id: not a policy id");
     PML_ASSIGN_OR_RETURN(PolicyRecord rec, policies_->Get(input.policy_id, input.policy_version));
-    // By the digest of the text itself (not the stored digest column), so that a hit is always
-    // the parse of these very bytes.
-    const std::string key = absl::StrCat("stored:", core::HexEncode(crypto::Sha256(rec.json)));
-    parsed = CachedPolicy(key);
-    if (parsed == nullptr) {
-      auto p = ParsePolicyJson(rec.json);
-      if (!p.ok())
-        return absl::InternalError("stored policy does not parse");  // validated when stored
-      parsed = CachePolicy(key, *std::move(p));
-    }
+    auto p = Parse("stored", rec.json, /*cache=*/true);
+    if (!p.ok())
+      return absl::InternalError("stored policy does not parse");  // validated when stored
+    parsed = *std::move(p);
     out.policy_id = rec.id;
     out.policy_version = rec.version;
     out.policy_sha256 = rec.sha256;
   }
-  const AppraisalPolicy& policy = *parsed;
+  const AppraisalPolicy& policy = parsed->policy;
   const std::string policy_name = input.inline_policy_json.has_value()
                                       ? std::string("inline policy")
                                       : absl::StrCat(out.policy_id, " v", out.policy_version);

@@ -171,13 +171,17 @@ class Appraiser {
 
  private:
   struct Metrics;
-  // Parsed policies by content ("stored:<sha256>" of a stored version, "inline:<sha256 of the
-  // text>"): appraisals skip re-parsing the JSON.
+  // Parsed policies by content ("stored:" or "inline:" and the SHA-256 of the text), with their
+  // digest (PolicyDigest): appraisals skip re-parsing and re-digesting the JSON.
+  struct ParsedPolicy {
+    AppraisalPolicy policy;
+    std::string digest;
+  };
   static constexpr size_t kParsedPolicyCacheEntries = 1024;
   static constexpr size_t kMaxCachedInlinePolicyBytes = 16 << 10;
-  std::shared_ptr<const AppraisalPolicy> CachedPolicy(const std::string& key);
-  std::shared_ptr<const AppraisalPolicy> CachePolicy(const std::string& key,
-                                                     AppraisalPolicy policy);
+  // The parse of `json`, from the cache when `cache`; ParsePolicyJson's errors.
+  absl::StatusOr<std::shared_ptr<const ParsedPolicy>> Parse(absl::string_view kind,
+                                                            const std::string& json, bool cache);
 
   VerifierCore& tdx_;
   GpuCore& gpu_;
@@ -187,7 +191,7 @@ class Appraiser {
   const AppraiserOptions options_;
   std::unique_ptr<Metrics> metrics_;
   absl::Mutex policy_mu_;
-  absl::flat_hash_map<std::string, std::shared_ptr<const AppraisalPolicy>> parsed_policies_
+  absl::flat_hash_map<std::string, std::shared_ptr<const ParsedPolicy>> parsed_policies_
       ABSL_GUARDED_BY(policy_mu_);
 };
 
