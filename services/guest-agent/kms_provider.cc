@@ -13,6 +13,7 @@
 #include <grpcpp/security/tls_credentials_options.h>
 #include <nlohmann/json.hpp>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -29,6 +30,7 @@
 #include "lib/ratls/report_data.h"
 #include "lib/rpc/client.h"
 #include "lib/rpc/status_convert.h"
+#include "lib/rpc/wipe.h"
 #include "pml/kms/v1/kms.grpc.pb.h"
 
 namespace pml::guest {
@@ -261,6 +263,7 @@ absl::StatusOr<KmsKeys> FetchKeysFromKms(const KmsProviderOptions& o, RuntimeEve
   if (!plain.ok())
     return absl::DataLossError(absl::StrCat("the KMS answer: ", plain.status().message()));
   kms::v1::AppKeys keys;
+  absl::Cleanup wipe = [&keys] { rpc::WipeMessage(keys); };  // on every path out
   if (!keys.ParseFromArray(plain->span().data(), static_cast<int>(plain->size())))
     return absl::DataLossError("the KMS answer: app keys do not parse");
 

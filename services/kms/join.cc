@@ -9,6 +9,7 @@
 #include "lib/ratls/report_data.h"
 #include "lib/rpc/client.h"
 #include "lib/rpc/status_convert.h"
+#include "lib/rpc/wipe.h"
 #include "pml/kms/v1/kms.grpc.pb.h"
 #include "services/kms/key_release.h"
 
@@ -62,8 +63,10 @@ absl::StatusOr<v1::RootSecrets> FetchRootSecrets(const JoinOptions& o, tee::TeeP
   if (!plain.ok())
     return absl::DataLossError(absl::StrCat("JoinCluster answer: ", plain.status().message()));
   v1::RootSecrets secrets;
-  if (!secrets.ParseFromArray(plain->span().data(), static_cast<int>(plain->size())))
+  if (!secrets.ParseFromArray(plain->span().data(), static_cast<int>(plain->size()))) {
+    rpc::WipeMessage(secrets);  // whatever parsed before the error
     return absl::DataLossError("JoinCluster answer: root secrets do not parse");
+  }
   return secrets;
 }
 

@@ -16,6 +16,7 @@
 #include "lib/crypto/seal.h"
 #include "lib/crypto/x509.h"
 #include "lib/ratls/cert.h"
+#include "lib/rpc/wipe.h"
 #include "lib/tdx/quote.h"
 #include "services/kms/derive.h"
 
@@ -295,7 +296,7 @@ absl::StatusOr<v1::GetAppKeysResponse> KeyReleaseCore::GetAppKeys(
       crypto::Seal(**sender, core::AsBytes(request.ephemeral_public_key()), core::AsBytes(plain),
                    core::AsBytes(app_id), kAppKeysSealLabel);
   OPENSSL_cleanse(plain.data(), plain.size());
-  keys.Clear();
+  rpc::WipeMessage(keys);
   if (!box.ok()) {
     return Refuse(audit, absl::InvalidArgumentError(
                              absl::StrCat("ephemeral_public_key: ", box.status().message())));
@@ -525,7 +526,7 @@ absl::StatusOr<v1::JoinClusterResponse> KeyReleaseCore::JoinCluster(
   if (!secrets.ok())
     return Refuse(audit, secrets.status());
   std::string plain = secrets->SerializeAsString();
-  secrets->Clear();
+  rpc::WipeMessage(*secrets);
   absl::StatusOr<crypto::SealedBox> box =
       crypto::Seal(core::AsBytes(request.ephemeral_public_key()), core::AsBytes(plain),
                    core::AsBytes(name), kRootSecretsSealLabel);

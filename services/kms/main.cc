@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -20,6 +21,7 @@
 #include "lib/rpc/flags.h"
 #include "lib/rpc/server.h"
 #include "lib/rpc/service_main.h"
+#include "lib/rpc/wipe.h"
 #include "lib/store/sql.h"
 #include "lib/tee/tee_provider.h"
 #include "services/kms/join.h"
@@ -99,6 +101,7 @@ absl::StatusOr<std::shared_ptr<Kms>> StartKms(const KmsFlags& f, const rpc::Serv
     kms::JoinOptions jo{f.join, f.join_ca, f.node_name, f.advertised_url,
                         std::string(absl::StripAsciiWhitespace(token))};
     PML_ASSIGN_OR_RETURN(pml::kms::v1::RootSecrets secrets, kms::FetchRootSecrets(jo, *tee));
+    absl::Cleanup wipe = [&secrets] { rpc::WipeMessage(secrets); };  // on every path out
     // The secrets must be those of the cluster --join-ca names (its identity CA derives from
     // epoch 1), not merely come from a node that CA vouches for.
     if (secrets.epochs_size() == 0 || secrets.epochs(0).epoch() != 1)
