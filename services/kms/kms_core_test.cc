@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <set>
 #include <thread>
@@ -398,6 +399,7 @@ TEST_P(BackendTest, PolicyRowsWrittenOutsideTheClusterAreRefused) {
 TEST_P(BackendTest, ConcurrentAuditAppendsAreEachCommittedOnce) {
   PML_NEW_URL(url);
   auto store = OpenUrl(url);
+  store->SetAuditChain(crypto::SecretBytes(std::vector<uint8_t>(32, 7)), "node-a");
   constexpr int kThreads = 8, kEach = 25;
   std::vector<std::vector<uint64_t>> seqs(kThreads);
   std::vector<std::thread> threads;
@@ -424,6 +426,7 @@ TEST_P(BackendTest, ConcurrentAuditAppendsAreEachCommittedOnce) {
   }
   EXPECT_EQ(all.size(), static_cast<size_t>(kThreads * kEach));
   std::set<std::string> reasons;
+  std::set<uint64_t> chain;  // group commits still give one unbroken chain
   std::string token;
   do {
     v1::ListAuditEventsRequest r;
@@ -434,11 +437,198 @@ TEST_P(BackendTest, ConcurrentAuditAppendsAreEachCommittedOnce) {
     ASSERT_THAT(page, IsOk());
     for (const v1::AuditEvent& e : page->first) {
       EXPECT_TRUE(all.count(e.sequence())) << e.sequence();
+      EXPECT_FALSE(e.unauthenticated()) << e.unauthenticated_reason();
+      EXPECT_EQ(e.node(), "node-a");
+      chain.insert(e.node_sequence());
       reasons.insert(e.reason());
     }
     token = page->second;
   } while (!token.empty());
   EXPECT_EQ(reasons.size(), static_cast<size_t>(kThreads * kEach));
+  ASSERT_EQ(chain.size(), static_cast<size_t>(kThreads * kEach));
+  EXPECT_EQ(*chain.begin(), 1u);
+  EXPECT_EQ(*chain.rbegin(), static_cast<uint64_t>(kThreads * kEach));
+}
+
+// What the audit lists, by sequence: whether each row verified, and why not.
+std::map<uint64_t, v1::AuditEvent> ListAll(KmsStore& store) {
+  std::map<uint64_t, v1::AuditEvent> out;
+  std::string token;
+  do {
+    v1::ListAuditEventsRequest r;
+    r.set_page_size(3);  // several pages: the check must not depend on the page
+    r.set_page_token(token);
+    auto page = store.ListAudit(r);
+    EXPECT_THAT(page, IsOk());
+    if (!page.ok())
+      break;
+    for (const v1::AuditEvent& e : page->first)
+      out[e.sequence()] = e;
+    token = page->second;
+  } while (!token.empty());
+  return out;
+}
+
+// A writer of the database who is not a KMS node (and so lacks the cluster key) drops the
+// append-only triggers, as a database owner can, and changes, deletes and forges audit rows:
+// every such row, and the row after a deleted one, lists as unauthenticated with the reason; the
+// rest still verify, and the nodes' chains go on.
+TEST_P(BackendTest, AuditRowsAreChainedPerNodeAndTamperingIsListed) {
+  PML_NEW_URL(url);
+  const crypto::SecretBytes cluster(std::vector<uint8_t>(32, 7));
+  auto a = OpenUrl(url);
+  auto b = OpenUrl(url);  // a second node on the same database
+  a->SetAuditChain(cluster, "node-a");
+  b->SetAuditChain(cluster, "node-b");
+  auto append = [](KmsStore& s, const std::string& reason) {
+    v1::AuditEvent e;
+    e.set_action(v1::AUDIT_ACTION_KEY_RELEASE);
+    e.set_outcome(v1::AUDIT_OUTCOME_ALLOWED);
+    e.set_app_id(kApp);
+    e.set_reason(reason);
+    auto seq = s.AppendAudit(e);
+    EXPECT_THAT(seq, IsOk());
+    return seq.ok() ? *seq : 0;
+  };
+  std::map<std::string, uint64_t> seq;  // "a3" -> sequence of node-a's 3rd row
+  for (int i = 1; i <= 6; ++i) {
+    seq[absl::StrCat("a", i)] = append(*a, absl::StrCat("a", i));
+    if (i <= 2)
+      seq[absl::StrCat("b", i)] = append(*b, absl::StrCat("b", i));
+  }
+  auto listed = ListAll(*a);
+  ASSERT_EQ(listed.size(), 8u);
+  for (const auto& [s, e] : listed) {
+    EXPECT_FALSE(e.unauthenticated()) << s << ": " << e.unauthenticated_reason();
+    EXPECT_EQ(e.reason(), absl::StrCat(e.node() == "node-a" ? "a" : "b", e.node_sequence()));
+  }
+
+  auto db = store::OpenSqlDb(url);
+  ASSERT_THAT(db, IsOk());
+  const bool pg = GetParam() == Backend::kPostgres;
+  ASSERT_THAT((*db)->Exec(pg ? "DROP TRIGGER kms_audit_append_only ON kms_audit"
+                             : "DROP TRIGGER kms_audit_no_update; DROP TRIGGER kms_audit_no_delete"),
+              IsOk());
+  // a2: a refusal turned into a release (an indexed column).
+  ASSERT_THAT((*db)->Query("UPDATE kms_audit SET outcome = ? WHERE seq = ?",
+                           {int64_t{v1::AUDIT_OUTCOME_REFUSED}, int64_t(seq["a2"])}),
+              IsOk());
+  // a4: the event itself rewritten.
+  v1::AuditEvent rewritten;
+  rewritten.set_action(v1::AUDIT_ACTION_KEY_RELEASE);
+  rewritten.set_outcome(v1::AUDIT_OUTCOME_ALLOWED);
+  rewritten.set_app_id(kApp);
+  rewritten.set_reason("nothing happened");
+  ASSERT_THAT((*db)->Query("UPDATE kms_audit SET event = ? WHERE seq = ?",
+                           {store::Blob{rewritten.SerializeAsString()}, int64_t(seq["a4"])}),
+              IsOk());
+  // a5 deleted: a6 has lost its predecessor.
+  ASSERT_THAT((*db)->Query("DELETE FROM kms_audit WHERE seq = ?", {int64_t(seq["a5"])}), IsOk());
+  // Forged rows: one without a MAC, one with node-b's last MAC copied as node-b's next row.
+  ASSERT_THAT((*db)->Query("INSERT INTO kms_audit (time_unix, app_id, action, outcome, event) "
+                           "VALUES (1, ?, 1, 1, ?)",
+                           {store::Blob{kApp}, store::Blob{rewritten.SerializeAsString()}}),
+              IsOk());
+  auto b2 = (*db)->Query("SELECT mac FROM kms_audit WHERE seq = ?", {int64_t(seq["b2"])});
+  ASSERT_THAT(b2, IsOk());
+  ASSERT_EQ(b2->size(), 1u);
+  ASSERT_THAT((*db)->Query("INSERT INTO kms_audit (time_unix, app_id, action, outcome, event, "
+                           "node, node_seq, mac) VALUES (1, ?, 1, 1, ?, 'node-b', 3, ?)",
+                           {store::Blob{kApp}, store::Blob{rewritten.SerializeAsString()},
+                            (*b2)[0][0]}),
+              IsOk());
+
+  listed = ListAll(*a);
+  ASSERT_EQ(listed.size(), 9u);  // 8 - a5 + 2 forged
+  std::map<std::string, std::string> why;  // by label: "a2", ..., "forged-nomac", "forged-b3"
+  for (const auto& [s, e] : listed) {
+    std::string label = e.node().empty() ? "forged-nomac"
+                        : e.node() == "node-b" && e.node_sequence() == 3
+                            ? "forged-b3"
+                            : absl::StrCat(e.node() == "node-a" ? "a" : "b", e.node_sequence());
+    if (e.unauthenticated())
+      why[label] = e.unauthenticated_reason();
+  }
+  EXPECT_THAT(why, ::testing::ElementsAre(
+                       ::testing::Pair("a2", HasSubstr("MAC does not verify")),
+                       ::testing::Pair("a4", HasSubstr("MAC does not verify")),
+                       ::testing::Pair("a6", HasSubstr("#5) is missing")),
+                       ::testing::Pair("forged-b3", HasSubstr("MAC does not verify")),
+                       ::testing::Pair("forged-nomac", HasSubstr("no MAC"))));
+  // The untouched rows (a1, a3, b1, b2) still verify: a3's MAC covers a2's MAC, not its content.
+
+  // Another cluster's key verifies nothing; a store without the key checks nothing.
+  auto foreign = OpenUrl(url);
+  foreign->SetAuditChain(crypto::SecretBytes(std::vector<uint8_t>(32, 8)), "node-a");
+  for (const auto& [s, e] : ListAll(*foreign))
+    EXPECT_TRUE(e.unauthenticated()) << s;
+  auto keyless = OpenUrl(url);
+  for (const auto& [s, e] : ListAll(*keyless)) {
+    EXPECT_TRUE(e.unauthenticated()) << s;
+    if (!e.node().empty()) {
+      EXPECT_THAT(e.unauthenticated_reason(), HasSubstr("not checked"));
+    }
+  }
+
+  // The nodes go on from their newest rows (node-b's is the forged #3, which stays flagged):
+  // the new rows verify.
+  const uint64_t a7 = append(*a, "a7");
+  const uint64_t b4 = append(*b, "b4");
+  listed = ListAll(*a);
+  ASSERT_TRUE(listed.count(a7) && listed.count(b4));
+  EXPECT_FALSE(listed[a7].unauthenticated()) << listed[a7].unauthenticated_reason();
+  EXPECT_EQ(listed[a7].node_sequence(), 7u);
+  EXPECT_FALSE(listed[b4].unauthenticated()) << listed[b4].unauthenticated_reason();
+  EXPECT_EQ(listed[b4].node_sequence(), 4u);
+  size_t flagged = 0;
+  for (const auto& [s, e] : listed)
+    flagged += e.unauthenticated() ? 1 : 0;
+  EXPECT_EQ(flagged, 5u);
+  // One row per chain position: a second writer of node-a's chain position is refused.
+  EXPECT_FALSE((*db)->Query("INSERT INTO kms_audit (time_unix, app_id, action, outcome, event, "
+                            "node, node_seq) VALUES (1, ?, 1, 1, ?, 'node-a', 7)",
+                            {store::Blob{kApp}, store::Blob{rewritten.SerializeAsString()}})
+                   .ok());
+}
+
+// A store from before audit rows were chained: opening it adds the columns, its old rows list as
+// unauthenticated ("no MAC"), and new rows chain from 1.
+TEST_P(BackendTest, AuditRowsFromBeforeTheChainListAsUnauthenticated) {
+  PML_NEW_URL(url);
+  const bool pg = GetParam() == Backend::kPostgres;
+  v1::AuditEvent old;
+  old.set_action(v1::AUDIT_ACTION_KEY_RELEASE);
+  old.set_app_id(kApp);
+  old.set_reason("from an older pml-kms");
+  {
+    auto db = store::OpenSqlDb(url);
+    ASSERT_THAT(db, IsOk());
+    ASSERT_THAT((*db)->Exec(pg ? "CREATE TABLE kms_audit (seq BIGSERIAL PRIMARY KEY, time_unix "
+                                 "BIGINT NOT NULL, app_id BYTEA NOT NULL, action BIGINT NOT NULL, "
+                                 "outcome BIGINT NOT NULL, event BYTEA NOT NULL)"
+                               : "CREATE TABLE kms_audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                                 "time_unix INTEGER NOT NULL, app_id BLOB NOT NULL, action "
+                                 "INTEGER NOT NULL, outcome INTEGER NOT NULL, event BLOB NOT NULL)"),
+                IsOk());
+    ASSERT_THAT((*db)->Query("INSERT INTO kms_audit (time_unix, app_id, action, outcome, event) "
+                             "VALUES (1, ?, 1, 0, ?)",
+                             {store::Blob{kApp}, store::Blob{old.SerializeAsString()}}),
+                IsOk());
+  }
+  auto s = OpenUrl(url);
+  s->SetAuditChain(crypto::SecretBytes(std::vector<uint8_t>(32, 7)), "node-a");
+  v1::AuditEvent now;
+  now.set_reason("new");
+  ASSERT_THAT(s->AppendAudit(now), IsOk());
+  auto listed = ListAll(*s);
+  ASSERT_EQ(listed.size(), 2u);
+  const v1::AuditEvent& first = listed.begin()->second;
+  EXPECT_EQ(first.reason(), "from an older pml-kms");
+  EXPECT_TRUE(first.unauthenticated());
+  EXPECT_THAT(first.unauthenticated_reason(), HasSubstr("no MAC"));
+  const v1::AuditEvent& second = listed.rbegin()->second;
+  EXPECT_FALSE(second.unauthenticated()) << second.unauthenticated_reason();
+  EXPECT_EQ(second.node_sequence(), 1u);
 }
 
 TEST_F(PostgresKmsTest, TwoNodesShareEpochsRotationsAndTheAudit) {

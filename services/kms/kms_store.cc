@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS kms_app_policy (app_id BLOB PRIMARY KEY, version INTE
   body BLOB NOT NULL, mac BLOB);
 CREATE TABLE IF NOT EXISTS kms_audit (seq INTEGER PRIMARY KEY AUTOINCREMENT,
   time_unix INTEGER NOT NULL, app_id BLOB NOT NULL, action INTEGER NOT NULL,
-  outcome INTEGER NOT NULL, event BLOB NOT NULL);
+  outcome INTEGER NOT NULL, event BLOB NOT NULL, node TEXT, node_seq INTEGER, mac BLOB);
 CREATE INDEX IF NOT EXISTS kms_audit_app ON kms_audit (app_id, seq);
 CREATE TABLE IF NOT EXISTS kms_replicas (name TEXT PRIMARY KEY, url TEXT NOT NULL,
   join_unix INTEGER NOT NULL, last_seen_unix INTEGER NOT NULL);
@@ -86,6 +86,44 @@ absl::Status Corrupt(const char* what) {
 }
 
 constexpr char kPolicyMacLabel[] = "pml-kms-app-policy-row:v1";
+
+void PutLength(std::string& msg, size_t n) {
+  for (int sh = 24; sh >= 0; sh -= 8)
+    msg.push_back(static_cast<char>((n >> sh) & 0xff));
+}
+void PutU64(std::string& msg, uint64_t v) {
+  for (int sh = 56; sh >= 0; sh -= 8)
+    msg.push_back(static_cast<char>((v >> sh) & 0xff));
+}
+
+constexpr char kAuditMacLabel[] = "pml-kms-audit-row:v1";
+
+// The MAC of one audit row (KmsStore::SetAuditChain): every field length-prefixed or fixed-size,
+// so no two rows share an input.
+std::string AuditMac(const crypto::SecretBytes& key, const std::string& node, int64_t node_seq,
+                     const std::string& prev_mac, int64_t time_unix, const std::string& app_id,
+                     int64_t action, int64_t outcome, const std::string& event) {
+  std::string msg(kAuditMacLabel);
+  msg.push_back('\0');
+  PutLength(msg, node.size());
+  msg += node;
+  PutU64(msg, static_cast<uint64_t>(node_seq));
+  PutLength(msg, prev_mac.size());
+  msg += prev_mac;
+  PutU64(msg, static_cast<uint64_t>(time_unix));
+  PutLength(msg, app_id.size());
+  msg += app_id;
+  PutU64(msg, static_cast<uint64_t>(action));
+  PutU64(msg, static_cast<uint64_t>(outcome));
+  PutLength(msg, event.size());
+  msg += event;
+  const crypto::Sha256Digest mac = crypto::HmacSha256(key.span(), core::AsBytes(msg));
+  return std::string(mac.begin(), mac.end());
+}
+
+bool SameMac(const std::string& a, const std::string& b) {
+  return a.size() == b.size() && !a.empty() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
 
 std::string PolicyMac(const crypto::SecretBytes& key, const std::string& app_id,
                       const std::string& body) {
@@ -152,6 +190,24 @@ absl::StatusOr<std::unique_ptr<KmsStore>> KmsStore::Open(std::unique_ptr<store::
       PML_RETURN_IF_ERROR(db->Exec(pg ? "ALTER TABLE kms_app_policy ADD COLUMN mac BYTEA"
                                       : "ALTER TABLE kms_app_policy ADD COLUMN mac BLOB"));
     }
+    // Stores made before audit rows carried a MAC chain: add its columns (the old rows then list
+    // as unauthenticated).
+    PML_ASSIGN_OR_RETURN(
+        auto audit_cols,
+        db->Query(pg ? "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = "
+                       "current_schema() AND table_name = 'kms_audit' AND column_name = 'mac'"
+                     : "SELECT COUNT(*) FROM pragma_table_info('kms_audit') WHERE name = 'mac'"));
+    if (audit_cols.empty() || Int(audit_cols[0][0]) == 0) {
+      PML_RETURN_IF_ERROR(db->Exec(
+          pg ? "ALTER TABLE kms_audit ADD COLUMN node TEXT, ADD COLUMN node_seq BIGINT, "
+               "ADD COLUMN mac BYTEA"
+             : "ALTER TABLE kms_audit ADD COLUMN node TEXT; "
+               "ALTER TABLE kms_audit ADD COLUMN node_seq INTEGER; "
+               "ALTER TABLE kms_audit ADD COLUMN mac BLOB"));
+    }
+    // One row per chain position: two nodes of one name cannot interleave a chain.
+    PML_RETURN_IF_ERROR(db->Exec(
+        "CREATE UNIQUE INDEX IF NOT EXISTS kms_audit_chain ON kms_audit (node, node_seq)"));
     PML_RETURN_IF_ERROR(tx.Commit());
   }
   return std::unique_ptr<KmsStore>(new KmsStore(std::move(db), std::move(reader), kind));
@@ -303,6 +359,20 @@ absl::StatusOr<v1::AppPolicy> KmsStore::PutAppPolicy(v1::AppPolicy policy,
     return absl::AbortedError("the app policy changed concurrently; retry");
   PML_RETURN_IF_ERROR(committed);
   return policy;
+}
+
+void KmsStore::SetAuditChain(const crypto::SecretBytes& cluster_key, const std::string& node) {
+  const crypto::Sha256Digest k =
+      crypto::HmacSha256(cluster_key.span(), core::AsBytes("pml-kms-audit-mac-key:v1"));
+  auto chain = std::make_shared<const AuditChain>(
+      AuditChain{crypto::SecretBytes(std::vector<uint8_t>(k.begin(), k.end())), node});
+  absl::MutexLock l(&mac_mu_);
+  audit_chain_ = std::move(chain);
+}
+
+std::shared_ptr<const KmsStore::AuditChain> KmsStore::GetAuditChain() {
+  absl::MutexLock l(&mac_mu_);
+  return audit_chain_;
 }
 
 void KmsStore::SetPolicyMacKey(const crypto::SecretBytes& cluster_key) {
@@ -484,12 +554,34 @@ absl::StatusOr<uint64_t> KmsStore::AppendAuditLocked(v1::AuditEvent event) {
         absl::ToInt64Nanoseconds(now - absl::FromUnixSeconds(absl::ToUnixSeconds(now)))));
   }
   event.clear_sequence();
+  // The listing-only fields are never stored inside the event.
+  event.clear_node();
+  event.clear_node_sequence();
+  event.clear_unauthenticated();
+  event.clear_unauthenticated_reason();
+  const std::string body = event.SerializeAsString();
+  const int64_t time_unix = event.time().seconds();
+  const int64_t action = event.action(), outcome = event.outcome();
+  SqlValue node, node_seq, mac;  // NULL without the chain key (SetAuditChain not called yet)
+  if (std::shared_ptr<const AuditChain> chain = GetAuditChain()) {
+    // The chain head is read from the database on every append, inside the caller's transaction
+    // when there is one, so a failed or rolled-back append never leaves a gap.
+    PML_ASSIGN_OR_RETURN(auto head, db_->Query("SELECT node_seq, mac FROM kms_audit WHERE node = ? "
+                                               "ORDER BY node_seq DESC LIMIT 1",
+                                               {chain->node}));
+    const int64_t next = head.empty() ? 1 : Int(head[0][0]) + 1;
+    const std::string prev = head.empty() ? std::string() : Bytes(head[0][1]);
+    node = chain->node;
+    node_seq = next;
+    mac = Blob{AuditMac(chain->key, chain->node, next, prev, time_unix, event.app_id(), action,
+                        outcome, body)};
+  }
   PML_ASSIGN_OR_RETURN(
       auto rows,
-      db_->Query("INSERT INTO kms_audit (time_unix, app_id, action, outcome, event) "
-                 "VALUES (?, ?, ?, ?, ?) RETURNING seq",
-                 {int64_t{event.time().seconds()}, Blob{event.app_id()}, int64_t{event.action()},
-                  int64_t{event.outcome()}, Blob{event.SerializeAsString()}}));
+      db_->Query("INSERT INTO kms_audit (time_unix, app_id, action, outcome, event, node, "
+                 "node_seq, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+                 {time_unix, Blob{event.app_id()}, action, outcome, Blob{body}, node, node_seq,
+                  mac}));
   if (rows.empty())
     return absl::InternalError("kms store: audit insert returned no sequence");
   return static_cast<uint64_t>(Int(rows[0][0]));
@@ -501,38 +593,75 @@ absl::StatusOr<std::pair<std::vector<v1::AuditEvent>, std::string>> KmsStore::Li
   int64_t after = 0;
   if (!r.page_token().empty() && (!absl::SimpleAtoi(r.page_token(), &after) || after < 0))
     return absl::InvalidArgumentError("page_token: not a token this server issued");
-  std::string sql = "SELECT seq, event FROM kms_audit WHERE seq > ?";
+  // Each row with its node's previous row's MAC (NULL when that row is missing).
+  std::string sql =
+      "SELECT a.seq, a.event, a.node, a.node_seq, a.mac, a.time_unix, a.app_id, a.action, "
+      "a.outcome, p.mac FROM kms_audit a LEFT JOIN kms_audit p ON p.node = a.node AND "
+      "p.node_seq = a.node_seq - 1 WHERE a.seq > ?";
   std::vector<SqlValue> params{after};
   if (!r.app_id().empty()) {
-    sql += " AND app_id = ?";
+    sql += " AND a.app_id = ?";
     params.push_back(Blob{r.app_id()});
   }
   if (r.has_start_time()) {
-    sql += " AND time_unix >= ?";
+    sql += " AND a.time_unix >= ?";
     params.push_back(int64_t{r.start_time().seconds()});
   }
   if (r.has_end_time()) {
-    sql += " AND time_unix < ?";
+    sql += " AND a.time_unix < ?";
     params.push_back(int64_t{r.end_time().seconds()});
   }
   if (r.action() != v1::AUDIT_ACTION_UNSPECIFIED) {
-    sql += " AND action = ?";
+    sql += " AND a.action = ?";
     params.push_back(int64_t{r.action()});
   }
   if (r.outcome() != v1::AUDIT_OUTCOME_UNSPECIFIED) {
-    sql += " AND outcome = ?";
+    sql += " AND a.outcome = ?";
     params.push_back(int64_t{r.outcome()});
   }
-  sql += " ORDER BY seq LIMIT ?";
+  sql += " ORDER BY a.seq LIMIT ?";
   params.push_back(int64_t{n + 1});
+  const std::shared_ptr<const AuditChain> chain = GetAuditChain();
   absl::MutexLock l(&mu_);
   PML_ASSIGN_OR_RETURN(auto rows, db_->Query(sql, params));
   std::pair<std::vector<v1::AuditEvent>, std::string> out;
   for (size_t i = 0; i < rows.size() && static_cast<int>(i) < n; ++i) {
+    const auto& row = rows[i];
+    const std::string body = Bytes(row[1]);
+    const bool has_chain = !std::holds_alternative<std::monostate>(row[2]) &&
+                           !std::holds_alternative<std::monostate>(row[4]);
+    const std::string node = Bytes(row[2]);
+    const int64_t node_seq = Int(row[3]);
+    std::string why;  // empty: the row verifies
+    if (!has_chain) {
+      why = "no MAC: written before audit rows were authenticated, or outside pml-kms";
+    } else if (chain == nullptr) {
+      why = "not checked: this KMS has not loaded the cluster key";
+    } else if (node_seq > 1 && std::holds_alternative<std::monostate>(row[9])) {
+      why = absl::StrCat("the row before it in node ", node, "'s chain (#", node_seq - 1,
+                         ") is missing: audit rows were deleted");
+    } else if (!SameMac(Bytes(row[4]),
+                        AuditMac(chain->key, node, node_seq, node_seq > 1 ? Bytes(row[9]) : "",
+                                 Int(row[5]), Bytes(row[6]), Int(row[7]), Int(row[8]), body))) {
+      why = "the MAC does not verify: the row (or the one before it) was changed or written "
+            "outside this cluster";
+    }
     v1::AuditEvent e;
-    if (!e.ParseFromString(Bytes(rows[i][1])))
-      return Corrupt("an audit event");
-    e.set_sequence(static_cast<uint64_t>(Int(rows[i][0])));
+    if (!e.ParseFromString(body)) {
+      e.Clear();
+      if (why.empty())
+        why = "the event does not parse";  // cannot happen to a row this cluster wrote
+    }
+    e.set_sequence(static_cast<uint64_t>(Int(row[0])));
+    e.set_node(node);
+    e.set_node_sequence(static_cast<uint64_t>(node_seq));
+    if (!why.empty()) {
+      e.set_unauthenticated(true);
+      e.set_unauthenticated_reason(why);
+    } else {
+      e.clear_unauthenticated();
+      e.clear_unauthenticated_reason();
+    }
     out.first.push_back(std::move(e));
   }
   if (static_cast<int>(rows.size()) > n)

@@ -96,7 +96,20 @@ class KmsStore {
   // still returns only after its own event is committed. If a group's transaction fails, its
   // events are retried one by one, so one bad event fails only its own caller.
   absl::StatusOr<uint64_t> AppendAudit(v1::AuditEvent event);
-  // Filtered, paged, oldest first. kInvalidArgument for a bad page token.
+  // Audit rows form one MAC chain per KMS node: each row carries the node's name, its number in
+  // the node's chain (1, 2, ...) and HMAC-SHA256, under a key derived from the cluster key, over
+  // those, the row's indexed columns (time, app id, action, outcome), the event and the MAC of
+  // the node's previous row. A writer of the database who is not a KMS node of this cluster can
+  // then neither change nor forge a row, nor delete one that has a successor, without the
+  // listing saying so. Deleting a node's newest rows goes unnoticed (nothing outside the
+  // database remembers them; the node continues its chain from what is left): operators who
+  // need that keep a copy of the log elsewhere (ListAuditEvents pages). RootKeys sets
+  // the key and this node's name as soon as the cluster key is known; rows appended before that
+  // carry no MAC and list as unauthenticated. Node names must be unique within a cluster: two
+  // nodes of one name on one database fail each other's appends (the chain position is unique).
+  void SetAuditChain(const crypto::SecretBytes& cluster_key, const std::string& node);
+  // Filtered, paged, oldest first. Each row's MAC is checked: an event that fails (or has none)
+  // is listed with `unauthenticated` and the reason set. kInvalidArgument for a bad page token.
   absl::StatusOr<std::pair<std::vector<v1::AuditEvent>, std::string>> ListAudit(
       const v1::ListAuditEventsRequest& request);
 
@@ -110,6 +123,11 @@ class KmsStore {
            std::string kind)
       : db_(std::move(db)), reader_(std::move(reader)), kind_(std::move(kind)) {}
   absl::StatusOr<std::shared_ptr<const crypto::SecretBytes>> PolicyMacKey();
+  struct AuditChain {
+    crypto::SecretBytes key;
+    std::string node;
+  };
+  std::shared_ptr<const AuditChain> GetAuditChain();
   absl::StatusOr<v1::AppPolicy> PolicyFromRow(const std::string& app_id,
                                               const store::SqlValue& body,
                                               const store::SqlValue& mac);
@@ -131,6 +149,7 @@ class KmsStore {
   std::unique_ptr<store::SqlDb> db_ ABSL_GUARDED_BY(mu_);
   absl::Mutex mac_mu_;
   std::shared_ptr<const crypto::SecretBytes> policy_mac_key_ ABSL_GUARDED_BY(mac_mu_);
+  std::shared_ptr<const AuditChain> audit_chain_ ABSL_GUARDED_BY(mac_mu_);
   absl::Mutex reader_mu_;
   const std::unique_ptr<store::SqlDb> reader_;  // its use is guarded by reader_mu_
   const std::string kind_;

@@ -258,6 +258,8 @@ absl::StatusOr<std::unique_ptr<RootKeys>> RootKeys::Open(const std::string& stat
   }
   auto rk = std::unique_ptr<RootKeys>(new RootKeys(store, key));
   if (first_start) {
+    // The new cluster's key chains its first audit row too.
+    store.SetAuditChain(key, node_name);
     v1::AuditEvent a;
     a.set_action(v1::AUDIT_ACTION_ROOT_KEY_GENERATE);
     a.set_outcome(v1::AUDIT_OUTCOME_ALLOWED);
@@ -280,8 +282,10 @@ absl::StatusOr<std::unique_ptr<RootKeys>> RootKeys::Open(const std::string& stat
       return absl::InternalError("no root-key epoch after start-up");
   }
   // The cluster key opened the store's epochs: it now authenticates the app-policy rows
-  // (KmsStore::SetPolicyMacKey). Join ends here too.
+  // (KmsStore::SetPolicyMacKey) and this node's audit rows (KmsStore::SetAuditChain). Join ends
+  // here too.
   store.SetPolicyMacKey(rk->cluster_key_);
+  store.SetAuditChain(rk->cluster_key_, node_name);
   return rk;
 }
 
@@ -324,6 +328,7 @@ absl::StatusOr<std::unique_ptr<RootKeys>> RootKeys::Join(const std::string& stat
     PML_RETURN_IF_ERROR(probe.OpenRow(row).status());
     rows.push_back(std::move(row));
   }
+  store.SetAuditChain(key, node_name);  // every epoch opened under it: the join's row is chained
   v1::AuditEvent a;
   a.set_action(v1::AUDIT_ACTION_REPLICA_JOIN);
   a.set_outcome(v1::AUDIT_OUTCOME_ALLOWED);

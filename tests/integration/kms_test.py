@@ -329,6 +329,14 @@ class KmsTest(unittest.TestCase):
             self.assertIn(e.verifier_status, ("affirming", "warning"), e)
             self.assertTrue(e.simulated, e)
             self.assertEqual(len(e.measurements.rtmr3), 48, e)
+        # Every row this KMS wrote verifies in its node's MAC chain, from the first start's row on.
+        everything = self.audit()
+        self.assertTrue(everything)
+        for e in everything:
+            self.assertFalse(e.unauthenticated, e)
+            self.assertEqual(e.node, self.kms.name, e)
+        self.assertEqual([e.node_sequence for e in everything],
+                         list(range(1, len(everything) + 1)))
         type(self).secrets = [k1.k256_key, k1.disk_crypt_key, k1.env_crypt_key, k1.app_ca_key,
                               kb.k256_key]
 
@@ -609,6 +617,19 @@ class KmsTest(unittest.TestCase):
                            kpb.GetKmsInfoResponse)
             self.assertEqual(info.store_kind, "postgres")
             self.assertEqual({r.node_name for r in info.replicas}, {"kms-b", "kms-c"})
+            # Both nodes' audit rows, in the one shared table, verify in their own chains (the
+            # joiner's first row is its join).
+            with b.admin() as ch:
+                shared = list(rpc(ch, ADMIN + "ListAuditEvents",
+                                  kpb.ListAuditEventsRequest(page_size=1000),
+                                  kpb.ListAuditEventsResponse).events)
+            chains = {}
+            for e in shared:
+                self.assertFalse(e.unauthenticated, e)
+                chains.setdefault(e.node, []).append(e.node_sequence)
+            self.assertEqual(set(chains), {"kms-b", "kms-c"})
+            for node, seqs in chains.items():
+                self.assertEqual(seqs, list(range(1, len(seqs) + 1)), node)
             self.stack.stop("kms-c")
             # A node whose evidence fails the replica policy gets nothing.
             self.put_verifier_policy("kms-replica", self.replica_policy(False))

@@ -623,7 +623,13 @@ std::string FormatAuditEvent(const v1::AuditEvent& e) {
                       " epoch=", e.epoch() == 0 ? "-" : absl::StrCat(e.epoch()),
                       " verifier=", OrDash(e.verifier_status()), " policy=", policy, " failed=[",
                       absl::StrJoin(e.failed_checks(), ","), "] reason=\"",
-                      absl::CHexEscape(e.reason()), "\"", e.simulated() ? " SIMULATED" : "");
+                      absl::CHexEscape(e.reason()), "\"",
+                      e.node().empty() ? "" : absl::StrCat(" node=", e.node(), "#", e.node_sequence()),
+                      e.simulated() ? " SIMULATED" : "",
+                      e.unauthenticated()
+                          ? absl::StrCat(" UNAUTHENTICATED=\"",
+                                         absl::CHexEscape(e.unauthenticated_reason()), "\"")
+                          : "");
 }
 
 std::string AuditEventJsonLine(const v1::AuditEvent& e) {
@@ -654,6 +660,10 @@ std::string AuditEventJsonLine(const v1::AuditEvent& e) {
   j["policy_version"] = e.policy_version();
   j["epoch"] = e.epoch();
   j["simulated"] = e.simulated();
+  j["node"] = e.node();
+  j["node_sequence"] = e.node_sequence();
+  j["unauthenticated"] = e.unauthenticated();
+  j["unauthenticated_reason"] = e.unauthenticated_reason();
   return j.dump(-1, ' ', /*ensure_ascii=*/false, nlohmann::json::error_handler_t::replace);
 }
 
@@ -925,7 +935,10 @@ void AddKmsCommands(CLI::App& app) {
       "audit",
       "print the KMS audit log (ListAuditEvents, oldest first, every page): one line per event\n"
       "(sequence, time, action, outcome, caller, app id, epoch, verifier status, policy, failed\n"
-      "checks, reason), or one JSON object per line with --json (bytes as hex)");
+      "checks, reason, the writing node and its chain number), or one JSON object per line with\n"
+      "--json (bytes as hex). Every row carries a MAC chained per KMS node; a row that fails the\n"
+      "check (changed, forged or written outside the cluster, its predecessor deleted, or from\n"
+      "before rows were chained) ends with UNAUTHENTICATED=\"<why>\": nothing in it is vouched for");
   AddClientFlags(*audit_cmd, audit->client);
   AddAppIdFlag(*audit_cmd, audit->app_id, /*required=*/false);
   audit_cmd->add_option("--since", audit->since,

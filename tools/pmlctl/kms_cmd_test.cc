@@ -181,6 +181,30 @@ TEST(FormatAuditEventTest, EmptyFieldsPrintAsDash) {
             "policy=- failed=[] reason=\"\"");
 }
 
+TEST(FormatAuditEventTest, NodeChainAndUnauthenticatedRowsAreMarked) {
+  v1::AuditEvent e;
+  e.set_sequence(7);
+  *e.mutable_time() = Ts(1751328000);
+  e.set_action(v1::AUDIT_ACTION_KEY_RELEASE);
+  e.set_outcome(v1::AUDIT_OUTCOME_ALLOWED);
+  e.set_node("kms-a");
+  e.set_node_sequence(3);
+  EXPECT_EQ(FormatAuditEvent(e),
+            "7 2025-07-01T00:00:00Z key-release allowed caller=- app=- epoch=- verifier=- "
+            "policy=- failed=[] reason=\"\" node=kms-a#3");
+  e.set_unauthenticated(true);
+  e.set_unauthenticated_reason("the MAC does not \"verify\"");
+  EXPECT_EQ(FormatAuditEvent(e),
+            "7 2025-07-01T00:00:00Z key-release allowed caller=- app=- epoch=- verifier=- "
+            "policy=- failed=[] reason=\"\" node=kms-a#3 UNAUTHENTICATED=\"the MAC does not "
+            "\\\"verify\\\"\"");
+  const Json j = Json::parse(AuditEventJsonLine(e));
+  EXPECT_EQ(j["node"], "kms-a");
+  EXPECT_EQ(j["node_sequence"], 3);
+  EXPECT_EQ(j["unauthenticated"], true);
+  EXPECT_EQ(j["unauthenticated_reason"], "the MAC does not \"verify\"");
+}
+
 TEST(AuditEventJsonLineTest, OneObjectPerLineWithHexBytes) {
   const std::string line = AuditEventJsonLine(RefusedRelease());
   EXPECT_EQ(line.find('\n'), std::string::npos);
