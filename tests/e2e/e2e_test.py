@@ -246,7 +246,8 @@ class EndToEndTest(unittest.TestCase):
                                 app_id=app_id)
         text = self.wait_console(bad_vm["id"], "guest agent exited", 420)
         self.assertNotIn("e2e-bad: APP STARTED", text)
-        audit = self.ctl("kms", "audit", "--json", svc=self.kms).stdout
+        # --check: every row of the deployment verifies in its node's audit chain (exit 1 if not).
+        audit = self.ctl("kms", "audit", "--json", "--check", svc=self.kms).stdout
         refusals = [l for l in audit.splitlines() if bad_hash[:16] in l or "compose" in l.lower()]
         self.assertTrue(any("refus" in l.lower() or "denied" in l.lower() or "REFUS" in l
                             for l in audit.splitlines()), audit[-3000:])

@@ -655,6 +655,39 @@ class KmsTest(unittest.TestCase):
             self.put_verifier_policy("kms-replica", self.replica_policy(True))
             self.stack.stop("kms-b")
 
+    def test_8_pmlctl_reports_a_tampered_audit_row(self):
+        import sqlite3
+
+        def audit_check():
+            return subprocess.run([harness.binary("tools/pmlctl/pmlctl"), "kms", "audit",
+                                   "--check", "--addr", self.kms.svc.addr,
+                                   "--pki-dir", self.stack.pki],
+                                  capture_output=True, text=True, timeout=60)
+        ok = audit_check()
+        self.assertEqual(ok.returncode, 0, ok.stdout[-2000:] + ok.stderr)
+        self.assertIn("listed events verify", ok.stderr)
+        self.assertNotIn("UNAUTHENTICATED", ok.stdout)
+        # A writer of the database (not a KMS node) drops the append-only triggers, as its owner
+        # can, and turns the first refusal into a release.
+        db = sqlite3.connect(os.path.join(self.kms.state, "kms.db"), timeout=30)
+        try:
+            db.execute("DROP TRIGGER kms_audit_no_update")
+            row = db.execute("SELECT seq FROM kms_audit WHERE outcome = ? ORDER BY seq LIMIT 1",
+                             (kpb.AUDIT_OUTCOME_REFUSED,)).fetchone()
+            self.assertIsNotNone(row)
+            db.execute("UPDATE kms_audit SET outcome = ? WHERE seq = ?",
+                       (kpb.AUDIT_OUTCOME_ALLOWED, row[0]))
+            db.commit()
+        finally:
+            db.close()
+        bad = audit_check()
+        self.assertEqual(bad.returncode, 1, bad.stdout[-2000:] + bad.stderr)
+        self.assertIn("1 of", bad.stderr)
+        flagged = [l for l in bad.stdout.splitlines() if "UNAUTHENTICATED" in l]
+        self.assertEqual(len(flagged), 1, flagged)
+        self.assertTrue(flagged[0].startswith(f"{row[0]} "), flagged[0])
+        self.assertIn("MAC does not verify", flagged[0])
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

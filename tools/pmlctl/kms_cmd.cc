@@ -303,6 +303,7 @@ struct AuditOptions {
   std::string outcome;
   int64_t limit = 0;
   bool json = false;
+  bool check = false;
 };
 
 int RunAudit(const AuditOptions& o) {
@@ -357,7 +358,7 @@ int RunAudit(const AuditOptions& o) {
   }
   // Pages are printed as they arrive, so a long log starts at once; an error after the first
   // page still exits 1.
-  int64_t printed = 0;
+  int64_t printed = 0, unauthenticated = 0;
   absl::Status listed =
       FollowPages(kMaxListPages, "", [&](const std::string& token) -> absl::StatusOr<std::string> {
         v1::ListAuditEventsRequest req = base;
@@ -375,6 +376,9 @@ int RunAudit(const AuditOptions& o) {
           }
           std::cout << (o.json ? AuditEventJsonLine(e) : FormatAuditEvent(e)) << "\n";
           ++printed;
+          if (e.unauthenticated()) {
+            ++unauthenticated;
+          }
         }
         if (o.limit > 0 && printed >= o.limit) {
           return std::string();  // enough: stop without asking for the next page
@@ -383,6 +387,16 @@ int RunAudit(const AuditOptions& o) {
       });
   if (!listed.ok()) {
     return PrintError(kCmd, kExitRefused, listed);
+  }
+  if (o.check) {
+    std::cout.flush();
+    if (unauthenticated > 0) {
+      std::cerr << "pmlctl " << kCmd << ": " << unauthenticated << " of " << printed
+                << " listed events are UNAUTHENTICATED (each line says why)\n";
+      return kExitRefused;
+    }
+    std::cerr << "pmlctl " << kCmd << ": all " << printed
+              << " listed events verify in their KMS nodes' audit chains\n";
   }
   return kExitOk;
 }
@@ -955,6 +969,9 @@ void AddKmsCommands(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   audit_cmd->add_flag("--json", audit->json, "print JSON lines (bytes as lower-case hex)");
+  audit_cmd->add_flag("--check", audit->check,
+                      "after listing, say on stderr how many listed events are UNAUTHENTICATED and "
+                      "exit 1 if any is (for monitoring)");
   OnParsed(audit_cmd, kExitCodesFooter, [audit] { return RunAudit(*audit); });
 
   auto info = std::make_shared<InfoOptions>();
