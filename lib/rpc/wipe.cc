@@ -1,5 +1,6 @@
 #include "lib/rpc/wipe.h"
 
+#include <google/protobuf/unknown_field_set.h>
 #include <string.h>  // explicit_bzero (glibc): a store the compiler may not drop
 
 #include <string>
@@ -11,6 +12,8 @@ namespace {
 using google::protobuf::FieldDescriptor;
 using google::protobuf::Message;
 using google::protobuf::Reflection;
+using google::protobuf::UnknownField;
+using google::protobuf::UnknownFieldSet;
 
 void ZeroString(const std::string& s) {
   // The reference is the message's own storage (or `scratch` below); writing through it changes
@@ -19,11 +22,26 @@ void ZeroString(const std::string& s) {
     explicit_bzero(const_cast<char*>(s.data()), s.size());
 }
 
+void ZeroUnknown(UnknownFieldSet& set) {
+  for (int i = 0; i < set.field_count(); ++i) {
+    UnknownField* f = set.mutable_field(i);
+    if (f->type() == UnknownField::TYPE_LENGTH_DELIMITED) {
+      std::string* s = f->mutable_length_delimited();
+      explicit_bzero(s->data(), s->size());
+    } else if (f->type() == UnknownField::TYPE_GROUP) {
+      ZeroUnknown(*f->mutable_group());
+    }
+  }
+}
+
 void ZeroFields(Message& m) {
   const Reflection* r = m.GetReflection();
+  ZeroUnknown(*r->MutableUnknownFields(&m));
   std::vector<const FieldDescriptor*> fields;
   r->ListFields(m, &fields);  // set fields only (and every non-empty repeated one)
   for (const FieldDescriptor* f : fields) {
+    if (f->is_map())
+      continue;  // MutableRepeatedMessage would zero a copy (see wipe.h)
     if (f->cpp_type() == FieldDescriptor::CPPTYPE_STRING) {
       std::string scratch;
       if (f->is_repeated()) {
@@ -34,7 +52,7 @@ void ZeroFields(Message& m) {
       }
       explicit_bzero(scratch.data(), scratch.size());
     } else if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
-      if (f->is_repeated()) {  // map fields are repeated entry messages
+      if (f->is_repeated()) {
         for (int i = 0; i < r->FieldSize(m, f); ++i)
           ZeroFields(*r->MutableRepeatedMessage(&m, f, i));
       } else {
@@ -45,6 +63,8 @@ void ZeroFields(Message& m) {
 }
 
 }  // namespace
+
+void ZeroMessage(Message& message) { ZeroFields(message); }
 
 void WipeMessage(Message& message) {
   ZeroFields(message);

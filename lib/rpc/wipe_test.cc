@@ -85,6 +85,31 @@ TEST(WipeMessageTest, ReachesRepeatedBytes) {
   EXPECT_EQ(resp.certificate_chain_size(), 0);
 }
 
+TEST(WipeMessageTest, ReachesUnknownFields) {
+  // A newer peer's AppKeys with a secret in field 99, which this build does not know.
+  kms::v1::AppKeys newer;
+  newer.set_k256_key(Secret('k'));
+  std::string wire = newer.SerializeAsString();
+  const std::string extra = Secret('u');
+  wire.push_back(static_cast<char>(((99 << 3 | 2) & 0x7f) | 0x80));  // tag 99, length-delimited
+  wire.push_back(static_cast<char>((99 << 3 | 2) >> 7));
+  wire.push_back(static_cast<char>(extra.size()));
+  wire += extra;
+  kms::v1::AppKeys keys;
+  ASSERT_TRUE(keys.ParseFromString(wire));
+  const auto& unknown = keys.GetReflection()->GetUnknownFields(keys);
+  ASSERT_EQ(unknown.field_count(), 1);
+  const std::string& stored = unknown.field(0).length_delimited();
+  ASSERT_EQ(stored, extra);
+  // Clear() frees unknown fields, so look at them after ZeroMessage (WipeMessage's first half).
+  ZeroMessage(keys);
+  ASSERT_EQ(unknown.field_count(), 1);
+  EXPECT_EQ(stored, std::string(extra.size(), '\0'));
+  EXPECT_EQ(keys.k256_key(), std::string(48, '\0'));  // sizes kept, bytes zero
+  WipeMessage(keys);
+  EXPECT_EQ(keys.GetReflection()->GetUnknownFields(keys).field_count(), 0);
+}
+
 TEST(WipeMessageTest, EmptyAndPartlySetMessagesAreFine) {
   kms::v1::AppKeys empty;
   WipeMessage(empty);

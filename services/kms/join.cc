@@ -28,8 +28,7 @@ absl::StatusOr<v1::RootSecrets> FetchRootSecrets(const JoinOptions& o, tee::TeeP
   // replica policy sets require_event_log false and allow_any_app).
   b->set_report_data(std::string(rd.begin(), rd.end()));
   b->set_simulated(tee.IsSimulated());
-  b->set_tee_provider(tee.IsSimulated() ? common::v1::TEE_PROVIDER_SIMULATOR
-                                        : common::v1::TEE_PROVIDER_CONFIGFS_TSM);
+  b->set_tee_provider(TeeProviderProto(tee.Kind()));
   req.set_ephemeral_public_key(std::string(eph.public_key.begin(), eph.public_key.end()));
   req.set_node_name(o.node_name);
   req.set_advertised_url(o.advertised_url);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -279,6 +280,7 @@ absl::StatusOr<v1::GetAppKeysResponse> KeyReleaseCore::GetAppKeys(
   if (!disk.ok())
     return Refuse(audit, disk.status());
   v1::AppKeys keys;
+  absl::Cleanup wipe_keys = [&keys] { rpc::WipeMessage(keys); };  // every path out
   keys.set_app_ca_key((*m)->app_ca_key_pkcs8);
   keys.set_app_ca_cert((*m)->app_ca_cert_der);
   keys.set_disk_crypt_key(core::ToString(disk->span()));
@@ -487,6 +489,8 @@ absl::StatusOr<v1::GetPublicInfoResponse> KeyReleaseCore::GetPublicInfo() {
   r.set_key_provider_id(identity->key_provider_id);
   r.set_identity_ca_cert(identity->cert_der);
   r.set_version(options_.version);
+  if (!options_.kms_evidence.tdx_quote().empty())
+    *r.mutable_kms_evidence() = options_.kms_evidence;
   return r;
 }
 

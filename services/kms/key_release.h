@@ -56,6 +56,9 @@ struct KeyReleaseOptions {
   // the token and pass the replica policy.
   std::string replica_join_token_sha256;
   std::string version;
+  // This node's own evidence (GuestTls::evidence: a quote binding its guest TLS key), answered in
+  // GetPublicInfo.kms_evidence; empty when the node has no TEE.
+  common::v1::EvidenceBundle kms_evidence;
   // Validity of app CA certificates the KMS issues.
   absl::Duration app_ca_validity = absl::Hours(24 * 365 * 5);
 };

@@ -570,9 +570,15 @@ TEST_P(BackendTest, AuditRowsAreChainedPerNodeAndTamperingIsListed) {
     }
   }
 
-  // The nodes go on from their newest rows (node-b's is the forged #3, which stays flagged):
-  // the new rows verify.
+  // The nodes go on from their newest rows: node-a from a6. node-b's next append collides with the
+  // forged #3 (one row per chain position), is refused by name (so that release would be
+  // refused: no audit, no release), and the one after continues after the forged row, which
+  // stays flagged.
   const uint64_t a7 = append(*a, "a7");
+  v1::AuditEvent collide;
+  collide.set_reason("b3");
+  EXPECT_THAT(b->AppendAudit(collide),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("#3 of node node-b is taken")));
   const uint64_t b4 = append(*b, "b4");
   listed = ListAll(*a);
   ASSERT_TRUE(listed.count(a7) && listed.count(b4));
@@ -589,6 +595,51 @@ TEST_P(BackendTest, AuditRowsAreChainedPerNodeAndTamperingIsListed) {
                             "node, node_seq) VALUES (1, ?, 1, 1, ?, 'node-a', 7)",
                             {store::Blob{kApp}, store::Blob{rewritten.SerializeAsString()}})
                    .ok());
+}
+
+// Subtler changes: a row moved in the global order (its sequence number is not in its MAC, but
+// its successor's predecessor must come before it), and (SQLite) an app id rewritten as TEXT, which
+// hides the row from app-filtered listings.
+TEST_P(BackendTest, RenumberedOrRetypedAuditRowsAreListed) {
+  PML_NEW_URL(url);
+  auto s = OpenUrl(url);
+  s->SetAuditChain(crypto::SecretBytes(std::vector<uint8_t>(32, 7)), "node-a");
+  std::vector<uint64_t> seq;
+  for (int i = 1; i <= 4; ++i) {
+    v1::AuditEvent e;
+    e.set_app_id(kApp);
+    e.set_reason(absl::StrCat("a", i));
+    auto r = s->AppendAudit(e);
+    ASSERT_THAT(r, IsOk());
+    seq.push_back(*r);
+  }
+  auto db = store::OpenSqlDb(url);
+  ASSERT_THAT(db, IsOk());
+  const bool pg = GetParam() == Backend::kPostgres;
+  ASSERT_THAT((*db)->Exec(pg ? "DROP TRIGGER kms_audit_append_only ON kms_audit"
+                             : "DROP TRIGGER kms_audit_no_update"),
+              IsOk());
+  // a2 moved after everything: a3's predecessor now comes after it.
+  ASSERT_THAT((*db)->Query("UPDATE kms_audit SET seq = ? WHERE seq = ?",
+                           {int64_t(seq[3] + 100), int64_t(seq[1])}),
+              IsOk());
+  if (!pg) {
+    ASSERT_THAT((*db)->Query("UPDATE kms_audit SET app_id = CAST(app_id AS TEXT) WHERE seq = ?",
+                             {int64_t(seq[3])}),
+                IsOk());
+  }
+  std::map<std::string, std::string> why;
+  for (const auto& [n, e] : ListAll(*s)) {
+    if (e.unauthenticated())
+      why[absl::StrCat("a", e.node_sequence())] = e.unauthenticated_reason();
+  }
+  EXPECT_THAT(why["a3"], HasSubstr("renumbered"));
+  if (!pg) {
+    EXPECT_THAT(why["a4"], HasSubstr("wrong type"));
+    EXPECT_EQ(why.size(), 2u);
+  } else {
+    EXPECT_EQ(why.size(), 1u);
+  }
 }
 
 // A store from before audit rows were chained: opening it adds the columns, its old rows list as

@@ -9,6 +9,7 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <limits>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
@@ -243,6 +244,7 @@ absl::Status KmsStore::InsertEpoch(const EpochRow& row, std::optional<uint32_t> 
                                    const std::vector<std::pair<std::string, std::string>>& meta,
                                    v1::AuditEvent audit) {
   absl::MutexLock l(&mu_);
+  PML_ASSIGN_OR_RETURN(ChainHead head, ChainHeadLocked());
   PML_ASSIGN_OR_RETURN(store::SqlTransaction tx, store::SqlTransaction::Start(*db_));
   PML_ASSIGN_OR_RETURN(uint32_t current, ReadCurrentEpoch(*db_));
   if (expected_current.has_value() && *expected_current != current) {
@@ -272,8 +274,8 @@ absl::Status KmsStore::InsertEpoch(const EpochRow& row, std::optional<uint32_t> 
   }
   PML_RETURN_IF_ERROR(inserted);
   audit.set_epoch(row.epoch);
-  PML_RETURN_IF_ERROR(AppendAuditLocked(std::move(audit)).status());
-  absl::Status committed = tx.Commit();
+  PML_RETURN_IF_ERROR(AppendAuditLocked(std::move(audit), head).status());
+  absl::Status committed = CommitChained(tx, head);
   if (absl::IsAlreadyExists(committed) || absl::IsAborted(committed)) {
     return absl::AbortedError(
         absl::StrCat("epoch ", row.epoch, " conflicts with another KMS node's change; retry"));
@@ -285,6 +287,7 @@ absl::Status KmsStore::ImportEpochs(const std::vector<EpochRow>& rows,
                                     const std::vector<std::pair<std::string, std::string>>& meta,
                                     v1::AuditEvent audit) {
   absl::MutexLock l(&mu_);
+  PML_ASSIGN_OR_RETURN(ChainHead head, ChainHeadLocked());
   PML_ASSIGN_OR_RETURN(store::SqlTransaction tx, store::SqlTransaction::Start(*db_));
   PML_ASSIGN_OR_RETURN(uint32_t current, ReadCurrentEpoch(*db_));
   for (const auto& [k, v] : meta) {
@@ -308,14 +311,15 @@ absl::Status KmsStore::ImportEpochs(const std::vector<EpochRow>& rows,
     current = row.epoch;
   }
   audit.set_epoch(current);
-  PML_RETURN_IF_ERROR(AppendAuditLocked(std::move(audit)).status());
-  return tx.Commit();
+  PML_RETURN_IF_ERROR(AppendAuditLocked(std::move(audit), head).status());
+  return CommitChained(tx, head);
 }
 
 absl::StatusOr<v1::AppPolicy> KmsStore::PutAppPolicy(v1::AppPolicy policy,
                                                      uint32_t expected_version,
                                                      const std::string& caller) {
   absl::MutexLock l(&mu_);
+  PML_ASSIGN_OR_RETURN(ChainHead head, ChainHeadLocked());
   PML_ASSIGN_OR_RETURN(store::SqlTransaction tx, store::SqlTransaction::Start(*db_));
   const std::string app_id = policy.app_id();
   PML_ASSIGN_OR_RETURN(auto rows, db_->Query("SELECT version FROM kms_app_policy WHERE app_id = ?",
@@ -353,8 +357,8 @@ absl::StatusOr<v1::AppPolicy> KmsStore::PutAppPolicy(v1::AppPolicy policy,
                                                     policy.inline_policy_json()))));
   a.set_policy_version(policy.verifier_policy_version());
   a.set_reason(absl::StrCat("app policy version ", policy.version()));
-  PML_RETURN_IF_ERROR(AppendAuditLocked(std::move(a)).status());
-  absl::Status committed = tx.Commit();
+  PML_RETURN_IF_ERROR(AppendAuditLocked(std::move(a), head).status());
+  absl::Status committed = CommitChained(tx, head);
   if (absl::IsAborted(committed))
     return absl::AbortedError("the app policy changed concurrently; retry");
   PML_RETURN_IF_ERROR(committed);
@@ -368,6 +372,11 @@ void KmsStore::SetAuditChain(const crypto::SecretBytes& cluster_key, const std::
       AuditChain{crypto::SecretBytes(std::vector<uint8_t>(k.begin(), k.end())), node});
   absl::MutexLock l(&mac_mu_);
   audit_chain_ = std::move(chain);
+}
+
+void KmsStore::ClearAuditChain() {
+  absl::MutexLock l(&mac_mu_);
+  audit_chain_ = nullptr;
 }
 
 std::shared_ptr<const KmsStore::AuditChain> KmsStore::GetAuditChain() {
@@ -457,6 +466,7 @@ absl::StatusOr<std::pair<std::vector<v1::AppPolicy>, std::string>> KmsStore::Lis
 
 absl::Status KmsStore::DeleteAppPolicy(const std::string& app_id, const std::string& caller) {
   absl::MutexLock l(&mu_);
+  PML_ASSIGN_OR_RETURN(ChainHead head, ChainHeadLocked());
   PML_ASSIGN_OR_RETURN(store::SqlTransaction tx, store::SqlTransaction::Start(*db_));
   PML_ASSIGN_OR_RETURN(auto rows, db_->Query("SELECT version FROM kms_app_policy WHERE app_id = ?",
                                              {Blob{app_id}}));
@@ -472,8 +482,8 @@ absl::Status KmsStore::DeleteAppPolicy(const std::string& app_id, const std::str
   a.set_caller(caller);
   a.set_app_id(app_id);
   a.set_reason("app policy removed: the app gets no keys until a new one is put");
-  PML_RETURN_IF_ERROR(AppendAuditLocked(std::move(a)).status());
-  return tx.Commit();
+  PML_RETURN_IF_ERROR(AppendAuditLocked(std::move(a), head).status());
+  return CommitChained(tx, head);
 }
 
 absl::StatusOr<uint64_t> KmsStore::AppendAudit(v1::AuditEvent event) {
@@ -517,24 +527,26 @@ void KmsStore::CommitAuditGroup(const std::vector<PendingAudit*>& group) {
   if (group.size() > 1) {
     bool inserted = false;  // every INSERT went in: only the COMMIT remained
     absl::Status s = [&]() -> absl::Status {
+      PML_ASSIGN_OR_RETURN(ChainHead head, ChainHeadLocked());
       PML_ASSIGN_OR_RETURN(store::SqlTransaction tx, store::SqlTransaction::Start(*db_));
       std::vector<uint64_t> seqs;
       for (const PendingAudit* p : group) {
-        PML_ASSIGN_OR_RETURN(uint64_t seq, AppendAuditLocked(p->event));
+        PML_ASSIGN_OR_RETURN(uint64_t seq, AppendAuditLocked(p->event, head));
         seqs.push_back(seq);
       }
       inserted = true;
-      PML_RETURN_IF_ERROR(tx.Commit());
+      PML_RETURN_IF_ERROR(CommitChained(tx, head));
       for (size_t i = 0; i < group.size(); ++i)
         group[i]->result = seqs[i];
       return absl::OkStatus();
     }();
     if (s.ok())
       return;
-    if (inserted) {
+    if (inserted && !absl::IsAborted(s)) {
       // The COMMIT itself failed. With PostgreSQL a connection lost mid-COMMIT leaves the outcome
       // unknown; writing the rows again could log them twice, so every caller gets the error
-      // (and releases nothing).
+      // (and releases nothing). An aborted COMMIT (a serialization failure) committed nothing:
+      // the rows are written one by one below.
       for (PendingAudit* p : group)
         p->result = s;
       return;
@@ -542,11 +554,57 @@ void KmsStore::CommitAuditGroup(const std::vector<PendingAudit*>& group) {
   }
   // One event, or a group one of whose rows the database refused: each on its own (autocommit),
   // so a bad row fails only its caller.
-  for (PendingAudit* p : group)
-    p->result = AppendAuditLocked(p->event);
+  for (PendingAudit* p : group) {
+    absl::StatusOr<ChainHead> head = ChainHeadLocked();
+    if (!head.ok()) {
+      p->result = head.status();
+      continue;
+    }
+    p->result = AppendAuditLocked(p->event, *head);
+    if (p->result.ok())
+      chain_head_ = *std::move(head);  // autocommit: the row is durable
+    else
+      chain_head_.reset();  // the outcome may be unknown: read the head again next time
+  }
 }
 
-absl::StatusOr<uint64_t> KmsStore::AppendAuditLocked(v1::AuditEvent event) {
+absl::StatusOr<KmsStore::ChainHead> KmsStore::ChainHeadLocked() {
+  ChainHead h;
+  h.chain = GetAuditChain();
+  if (h.chain == nullptr)
+    return h;  // rows without a MAC until the cluster key is known
+  if (chain_head_.has_value() && chain_head_->chain == h.chain)
+    return *chain_head_;
+  // Read outside any transaction (callers start theirs after this), so a SERIALIZABLE
+  // transaction never reads the audit table and two nodes' appends cannot conflict. mu_ is held
+  // and no other process writes this node's chain (node names are unique: the chain position
+  // index enforces it), so the head cannot move until the caller's commit.
+  PML_ASSIGN_OR_RETURN(auto rows, db_->Query("SELECT node_seq, mac FROM kms_audit WHERE node = ? "
+                                             "ORDER BY node_seq DESC LIMIT 1",
+                                             {h.chain->node}));
+  if (!rows.empty()) {
+    h.seq = Int(rows[0][0]);
+    h.mac = Bytes(rows[0][1]);
+    if (h.seq <= 0 || h.seq == std::numeric_limits<int64_t>::max()) {
+      return absl::DataLossError(absl::StrCat("kms store: node ", h.chain->node,
+                                              "'s newest audit row has chain position ", h.seq,
+                                              " (written outside pml-kms)"));
+    }
+  }
+  chain_head_ = h;
+  return h;
+}
+
+absl::Status KmsStore::CommitChained(store::SqlTransaction& tx, const ChainHead& head) {
+  absl::Status s = tx.Commit();
+  if (s.ok())
+    chain_head_ = head;
+  else
+    chain_head_.reset();  // committed or not may be unknown: read the head again next time
+  return s;
+}
+
+absl::StatusOr<uint64_t> KmsStore::AppendAuditLocked(v1::AuditEvent event, ChainHead& head) {
   if (!event.has_time()) {
     const absl::Time now = absl::Now();
     event.mutable_time()->set_seconds(absl::ToUnixSeconds(now));
@@ -563,27 +621,36 @@ absl::StatusOr<uint64_t> KmsStore::AppendAuditLocked(v1::AuditEvent event) {
   const int64_t time_unix = event.time().seconds();
   const int64_t action = event.action(), outcome = event.outcome();
   SqlValue node, node_seq, mac;  // NULL without the chain key (SetAuditChain not called yet)
-  if (std::shared_ptr<const AuditChain> chain = GetAuditChain()) {
-    // The chain head is read from the database on every append, inside the caller's transaction
-    // when there is one, so a failed or rolled-back append never leaves a gap.
-    PML_ASSIGN_OR_RETURN(auto head, db_->Query("SELECT node_seq, mac FROM kms_audit WHERE node = ? "
-                                               "ORDER BY node_seq DESC LIMIT 1",
-                                               {chain->node}));
-    const int64_t next = head.empty() ? 1 : Int(head[0][0]) + 1;
-    const std::string prev = head.empty() ? std::string() : Bytes(head[0][1]);
-    node = chain->node;
+  std::string new_mac;
+  const int64_t next = head.seq + 1;  // ChainHeadLocked refused a head that would overflow
+  if (head.chain != nullptr) {
+    new_mac = AuditMac(head.chain->key, head.chain->node, next, head.mac, time_unix,
+                       event.app_id(), action, outcome, body);
+    node = head.chain->node;
     node_seq = next;
-    mac = Blob{AuditMac(chain->key, chain->node, next, prev, time_unix, event.app_id(), action,
-                        outcome, body)};
+    mac = Blob{new_mac};
   }
-  PML_ASSIGN_OR_RETURN(
-      auto rows,
+  auto inserted =
       db_->Query("INSERT INTO kms_audit (time_unix, app_id, action, outcome, event, node, "
                  "node_seq, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
                  {time_unix, Blob{event.app_id()}, action, outcome, Blob{body}, node, node_seq,
-                  mac}));
+                  mac});
+  if (absl::IsAlreadyExists(inserted.status()) && head.chain != nullptr) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "audit chain position #", next, " of node ", head.chain->node,
+        " is taken: something else appended to this node's chain (a second KMS node of the same "
+        "name, or a writer outside pml-kms); the next append continues after it"));
+  }
+  PML_RETURN_IF_ERROR(inserted.status());
+  const auto& rows = *inserted;
   if (rows.empty())
     return absl::InternalError("kms store: audit insert returned no sequence");
+  if (head.chain != nullptr) {
+    if (next == std::numeric_limits<int64_t>::max())
+      return absl::DataLossError("kms store: audit chain position overflows");
+    head.seq = next;  // the caller's copy: it becomes the cached head only once committed
+    head.mac = std::move(new_mac);
+  }
   return static_cast<uint64_t>(Int(rows[0][0]));
 }
 
@@ -596,7 +663,7 @@ absl::StatusOr<std::pair<std::vector<v1::AuditEvent>, std::string>> KmsStore::Li
   // Each row with its node's previous row's MAC (NULL when that row is missing).
   std::string sql =
       "SELECT a.seq, a.event, a.node, a.node_seq, a.mac, a.time_unix, a.app_id, a.action, "
-      "a.outcome, p.mac FROM kms_audit a LEFT JOIN kms_audit p ON p.node = a.node AND "
+      "a.outcome, p.mac, p.seq FROM kms_audit a LEFT JOIN kms_audit p ON p.node = a.node AND "
       "p.node_seq = a.node_seq - 1 WHERE a.seq > ?";
   std::vector<SqlValue> params{after};
   if (!r.app_id().empty()) {
@@ -622,24 +689,43 @@ absl::StatusOr<std::pair<std::vector<v1::AuditEvent>, std::string>> KmsStore::Li
   sql += " ORDER BY a.seq LIMIT ?";
   params.push_back(int64_t{n + 1});
   const std::shared_ptr<const AuditChain> chain = GetAuditChain();
-  absl::MutexLock l(&mu_);
-  PML_ASSIGN_OR_RETURN(auto rows, db_->Query(sql, params));
+  absl::StatusOr<std::vector<std::vector<SqlValue>>> queried = [&] {
+    absl::MutexLock l(&mu_);  // the MACs are checked after, without holding up appends
+    return db_->Query(sql, params);
+  }();
+  PML_RETURN_IF_ERROR(queried.status());
+  const auto& rows = *queried;
   std::pair<std::vector<v1::AuditEvent>, std::string> out;
   for (size_t i = 0; i < rows.size() && static_cast<int>(i) < n; ++i) {
     const auto& row = rows[i];
     const std::string body = Bytes(row[1]);
     const bool has_chain = !std::holds_alternative<std::monostate>(row[2]) &&
                            !std::holds_alternative<std::monostate>(row[4]);
+    // Columns as pml-kms writes them: a value of another type (e.g. an app id rewritten as TEXT,
+    // which an app filter's BLOB never matches) is a change made outside pml-kms.
+    const bool types_ok = std::holds_alternative<Blob>(row[1]) &&
+                          std::holds_alternative<Blob>(row[6]) &&
+                          std::holds_alternative<int64_t>(row[5]) &&
+                          std::holds_alternative<int64_t>(row[7]) &&
+                          std::holds_alternative<int64_t>(row[8]) &&
+                          (!has_chain || (std::holds_alternative<std::string>(row[2]) &&
+                                          std::holds_alternative<int64_t>(row[3]) &&
+                                          std::holds_alternative<Blob>(row[4])));
     const std::string node = Bytes(row[2]);
     const int64_t node_seq = Int(row[3]);
     std::string why;  // empty: the row verifies
     if (!has_chain) {
       why = "no MAC: written before audit rows were authenticated, or outside pml-kms";
+    } else if (!types_ok) {
+      why = "a column holds a value of the wrong type: changed outside pml-kms";
     } else if (chain == nullptr) {
       why = "not checked: this KMS has not loaded the cluster key";
     } else if (node_seq > 1 && std::holds_alternative<std::monostate>(row[9])) {
       why = absl::StrCat("the row before it in node ", node, "'s chain (#", node_seq - 1,
                          ") is missing: audit rows were deleted");
+    } else if (node_seq > 1 && Int(row[10]) >= Int(row[0])) {
+      why = absl::StrCat("its sequence number is not after that of node ", node,
+                         "'s previous row: rows were renumbered");
     } else if (!SameMac(Bytes(row[4]),
                         AuditMac(chain->key, node, node_seq, node_seq > 1 ? Bytes(row[9]) : "",
                                  Int(row[5]), Bytes(row[6]), Int(row[7]), Int(row[8]), body))) {

@@ -108,6 +108,8 @@ class KmsStore {
   // carry no MAC and list as unauthenticated. Node names must be unique within a cluster: two
   // nodes of one name on one database fail each other's appends (the chain position is unique).
   void SetAuditChain(const crypto::SecretBytes& cluster_key, const std::string& node);
+  // Forgets the chain key (rows are appended without a MAC again).
+  void ClearAuditChain();
   // Filtered, paged, oldest first. Each row's MAC is checked: an event that fails (or has none)
   // is listed with `unauthenticated` and the reason set. kInvalidArgument for a bad page token.
   absl::StatusOr<std::pair<std::vector<v1::AuditEvent>, std::string>> ListAudit(
@@ -134,7 +136,23 @@ class KmsStore {
   // Runs a read-only `fn(SqlDb&)` on the reader connection, or on the main one without it.
   template <typename Fn>
   auto Read(Fn fn) -> decltype(fn(std::declval<store::SqlDb&>()));
-  absl::StatusOr<uint64_t> AppendAuditLocked(v1::AuditEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A node's audit chain position: the newest row's number and MAC (0 and empty before its first
+  // row); `chain` null without the chain key.
+  struct ChainHead {
+    std::shared_ptr<const AuditChain> chain;
+    int64_t seq = 0;
+    std::string mac;
+  };
+  // The committed head (cached; read from the database outside any transaction when unknown).
+  // Call before starting the transaction the append goes into.
+  absl::StatusOr<ChainHead> ChainHeadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Commits `tx`; `head` (advanced by the appends in it) becomes the cached head on success, and
+  // the cache is dropped on failure (the outcome may be unknown).
+  absl::Status CommitChained(store::SqlTransaction& tx, const ChainHead& head)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Inserts the event as the row after `head` and advances `head` (the caller's copy).
+  absl::StatusOr<uint64_t> AppendAuditLocked(v1::AuditEvent event, ChainHead& head)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   struct PendingAudit {
     v1::AuditEvent event;
     absl::StatusOr<uint64_t> result = absl::InternalError("not committed");
@@ -147,6 +165,7 @@ class KmsStore {
   bool audit_committing_ ABSL_GUARDED_BY(group_mu_) = false;
   absl::Mutex mu_;
   std::unique_ptr<store::SqlDb> db_ ABSL_GUARDED_BY(mu_);
+  std::optional<ChainHead> chain_head_ ABSL_GUARDED_BY(mu_);
   absl::Mutex mac_mu_;
   std::shared_ptr<const crypto::SecretBytes> policy_mac_key_ ABSL_GUARDED_BY(mac_mu_);
   std::shared_ptr<const AuditChain> audit_chain_ ABSL_GUARDED_BY(mac_mu_);

@@ -80,9 +80,10 @@ absl::StatusOr<std::shared_ptr<Kms>> StartKms(const KmsFlags& f, const rpc::Serv
   vc.idempotent_methods = {"/pml.attestation.v1.Attestation/Appraise"};
   PML_ASSIGN_OR_RETURN(k->verifier, kms::GrpcVerifierClient::Create(vc));
 
-  if (!f.join.empty() && !core::PathExists(f.state_dir + "/cluster.key")) {
-    if (f.tee.empty())
-      return absl::InvalidArgumentError("--join needs --tee (this node's own attestation)");
+  // This node's own attestation (--tee): its evidence when it joins, and in its guest TLS
+  // certificate and GetPublicInfo.
+  std::unique_ptr<tee::TeeProvider> tee;
+  if (!f.tee.empty()) {
     tee::TeeOptions to;
     tee::TeeKind kind = tee::TeeKind::kSimulated;
     if (f.tee == "configfs-tsm") {
@@ -94,7 +95,13 @@ absl::StatusOr<std::shared_ptr<Kms>> StartKms(const KmsFlags& f, const rpc::Serv
     }
     to.simulator.state_dir = f.state_dir + "/tee";
     PML_RETURN_IF_ERROR(core::MakeDirs(to.simulator.state_dir, 0700));
-    PML_ASSIGN_OR_RETURN(std::unique_ptr<tee::TeeProvider> tee, tee::MakeTeeProvider(kind, to));
+    PML_ASSIGN_OR_RETURN(tee, tee::MakeTeeProvider(kind, to));
+    if (tee->IsSimulated())
+      SPDLOG_WARN("kms_tee SIMULATED: this node's evidence proves nothing (development and CI)");
+  }
+  if (!f.join.empty() && !core::PathExists(f.state_dir + "/cluster.key")) {
+    if (tee == nullptr)
+      return absl::InvalidArgumentError("--join needs --tee (this node's own attestation)");
     if (f.join_token_file.empty())
       return absl::InvalidArgumentError("--join needs --join-token-file (the operator's token)");
     PML_ASSIGN_OR_RETURN(std::string token, core::ReadFile(f.join_token_file, 4096));
@@ -131,7 +138,7 @@ absl::StatusOr<std::shared_ptr<Kms>> StartKms(const KmsFlags& f, const rpc::Serv
   // cluster's key_provider_id authenticate this node (re-issued every start).
   PML_ASSIGN_OR_RETURN(std::shared_ptr<const kms::IdentityCa> identity, k->keys->Identity());
   PML_ASSIGN_OR_RETURN(kms::GuestTls tls,
-                       kms::IssueGuestTls(*identity, f.node_name, f.guest_tls_names));
+                       kms::IssueGuestTls(*identity, f.node_name, f.guest_tls_names, tee.get()));
   PML_RETURN_IF_ERROR(core::WriteFileAtomic(f.state_dir + "/guest-tls.key", tls.key_pem, 0600));
   PML_RETURN_IF_ERROR(core::WriteFileAtomic(f.state_dir + "/guest-tls.pem", tls.chain_pem, 0644));
   PML_RETURN_IF_ERROR(
@@ -148,6 +155,7 @@ absl::StatusOr<std::shared_ptr<Kms>> StartKms(const KmsFlags& f, const rpc::Serv
     o.replica_join_token_sha256.assign(h.begin(), h.end());
   }
   o.version = rpc::Version();
+  o.kms_evidence = tls.evidence;
   k->core = std::make_unique<kms::KeyReleaseCore>(*k->keys, *k->store, *k->verifier, o);
   const int64_t now = absl::ToUnixSeconds(absl::Now());
   PML_RETURN_IF_ERROR(k->store->UpsertReplica(
@@ -211,8 +219,11 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->capture_default_str();
   app.add_option("--tee", f.tee,
-                 "with --join: this node's TEE for its own evidence: configfs-tsm, "
-                 "tdx-guest-device, or simulated (development)");
+                 "this node's TEE for its own evidence: configfs-tsm, tdx-guest-device, or "
+                 "simulated (development; labelled SIMULATED everywhere). Required with --join "
+                 "(the evidence the member appraises); on any node it also makes the guest TLS "
+                 "certificate an RA-TLS one (a quote binding its key; `pmlctl verify endpoint` "
+                 "appraises it) and fills GetPublicInfo.kms_evidence");
   app.set_version_flag("--version", pml::rpc::Version());
   CLI11_PARSE(app, argc, argv);
   if (!f.join.empty() && f.join_ca.empty()) {

@@ -10,6 +10,7 @@
 #include <iterator>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "lib/core/file.h"
@@ -22,6 +23,7 @@
 #include "lib/crypto/secp256k1.h"
 #include "lib/crypto/x509.h"
 #include "lib/ratls/cert.h"
+#include "lib/rpc/wipe.h"
 
 namespace pml::kms {
 namespace {
@@ -97,8 +99,21 @@ absl::StatusOr<IdentityCa> MakeIdentityCa(const Epoch& epoch1) {
   return id;
 }
 
+common::v1::TeeProvider TeeProviderProto(tee::TeeKind kind) {
+  switch (kind) {
+    case tee::TeeKind::kSimulated:
+      return common::v1::TEE_PROVIDER_SIMULATOR;
+    case tee::TeeKind::kConfigfsTsm:
+      return common::v1::TEE_PROVIDER_CONFIGFS_TSM;
+    case tee::TeeKind::kTdxGuestDevice:
+      return common::v1::TEE_PROVIDER_TDX_GUEST_DEVICE;
+  }
+  return common::v1::TEE_PROVIDER_UNSPECIFIED;
+}
+
 absl::StatusOr<GuestTls> IssueGuestTls(const IdentityCa& identity, const std::string& node_name,
-                                       const std::vector<std::string>& names) {
+                                       const std::vector<std::string>& names,
+                                       tee::TeeProvider* tee) {
   PML_ASSIGN_OR_RETURN(crypto::EvpPkeyPtr key, crypto::GenerateEcKey(crypto::Curve::kP256));
   crypto::CertSpec spec;
   spec.common_name = absl::StrCat("pml-kms ", node_name);
@@ -114,10 +129,19 @@ absl::StatusOr<GuestTls> IssueGuestTls(const IdentityCa& identity, const std::st
   spec.not_after = std::min(absl::Now() + absl::Hours(24 * 365), root.not_after);
   ratls::RaTlsClaims claims;
   claims.usage = std::string(ratls::kUsageKmsRpc);
+  GuestTls out;
+  if (tee != nullptr) {
+    PML_ASSIGN_OR_RETURN(ratls::ReportData rd, ratls::KeyReportData(*key));
+    PML_ASSIGN_OR_RETURN(claims.quote, tee->GetQuote(rd));
+    common::v1::EvidenceBundle& b = out.evidence;
+    b.set_tdx_quote(core::ToString(claims.quote));
+    b.set_report_data(std::string(rd.begin(), rd.end()));
+    b.set_simulated(tee->IsSimulated());
+    b.set_tee_provider(TeeProviderProto(tee->Kind()));
+  }
   spec.extensions = ratls::RaTlsExtensions(claims);
   PML_ASSIGN_OR_RETURN(crypto::X509Ptr cert, crypto::IssueCertificate(spec, *key, *identity.key,
                                                                       identity.cert.get()));
-  GuestTls out;
   PML_ASSIGN_OR_RETURN(crypto::SecretBytes key_pem, crypto::PrivateKeyToPem(*key));
   out.key_pem = core::ToString(key_pem.span());
   PML_ASSIGN_OR_RETURN(std::string leaf, crypto::CertificateToPem(*cert));
@@ -266,6 +290,8 @@ absl::StatusOr<std::unique_ptr<RootKeys>> RootKeys::Open(const std::string& stat
     a.set_caller(absl::StrCat("kms:", node_name));
     a.set_reason("root secrets generated on first start");
     absl::Status s = rk->Create(1, 0, std::move(a));
+    if (!s.ok())
+      store.ClearAuditChain();  // not this store's cluster key after all (or not yet)
     if (absl::IsAborted(s) || absl::IsAlreadyExists(s)) {
       (void)std::remove(new_path.c_str());
       return absl::FailedPreconditionError(
@@ -407,6 +433,7 @@ absl::StatusOr<v1::RootSecrets> RootKeys::Export() {
   absl::MutexLock l(&mu_);
   PML_RETURN_IF_ERROR(Refresh());
   v1::RootSecrets out;
+  absl::Cleanup wipe = [&out] { rpc::WipeMessage(out); };  // a partial export on an error path
   for (const auto& [n, e] : epochs_) {
     v1::EpochRootSecrets* s = out.add_epochs();
     s->set_epoch(n);
@@ -418,6 +445,7 @@ absl::StatusOr<v1::RootSecrets> RootKeys::Export() {
   }
   out.set_current_epoch(epochs_.rbegin()->first);
   out.set_cluster_key(core::ToString(cluster_key_.span()));
+  std::move(wipe).Cancel();
   return out;
 }
 

@@ -35,6 +35,8 @@
 #include "absl/time/time.h"
 #include "lib/crypto/ossl.h"
 #include "lib/crypto/secret_bytes.h"
+#include "lib/tee/tee_provider.h"
+#include "pml/common/v1/evidence.pb.h"
 #include "services/kms/derive.h"
 #include "services/kms/kms_store.h"
 
@@ -71,14 +73,24 @@ absl::StatusOr<IdentityCa> MakeIdentityCa(const Epoch& epoch1);
 absl::StatusOr<std::string> IdentityKeyProviderId(const crypto::SecretBytes& epoch1_ca_scalar);
 
 // The key-release listener's TLS identity: a fresh P-256 key and a certificate issued by the
-// identity CA (usage "kms:rpc", SANs `names`: DNS names or IP addresses).
+// identity CA (usage "kms:rpc", SANs `names`: DNS names or IP addresses). With `tee` (the node
+// runs in a CVM, or the simulated TEE), the certificate is also an RA-TLS certificate: it carries
+// a quote whose report data binds its key (SHA-512("ratls-cert:" ‖ SPKI), lib/ratls/cert.h), so
+// anyone can appraise what runs behind the listener (`pmlctl verify endpoint`); the same evidence
+// is returned in `evidence` for GetPublicInfo. No runtime event log: a KMS node is appraised on
+// its platform and OS measurements, as when it joins.
 struct GuestTls {
   std::string key_pem;    // secret
   std::string chain_pem;  // leaf, identity CA
   std::string root_pem;   // identity CA
+  common::v1::EvidenceBundle evidence;  // empty without a TEE
 };
 absl::StatusOr<GuestTls> IssueGuestTls(const IdentityCa& identity, const std::string& node_name,
-                                       const std::vector<std::string>& names);
+                                       const std::vector<std::string>& names,
+                                       tee::TeeProvider* tee = nullptr);
+
+// The evidence bundle's tee_provider for a KMS node's own quotes.
+common::v1::TeeProvider TeeProviderProto(tee::TeeKind kind);
 
 class RootKeys {
  public:

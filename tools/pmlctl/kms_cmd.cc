@@ -396,7 +396,12 @@ int RunAudit(const AuditOptions& o) {
       return kExitRefused;
     }
     std::cerr << "pmlctl " << kCmd << ": all " << printed
-              << " listed events verify in their KMS nodes' audit chains\n";
+              << " listed events verify in their KMS nodes' audit chains";
+    if (base.ByteSizeLong() > 0) {
+      std::cerr << " (filtered: a deleted row shows on its successor, which the filter may leave "
+                   "out; check unfiltered for the whole log)";
+    }
+    std::cerr << "\n";
   }
   return kExitOk;
 }
@@ -626,24 +631,34 @@ std::string FormatAppPolicy(const v1::AppPolicy& p) {
 }
 
 std::string FormatAuditEvent(const v1::AuditEvent& e) {
+  // Every string is escaped (a stored event is not trusted until its MAC is: a newline in a forged
+  // field must not start a clean-looking line), and an unauthenticated event says so first.
+  auto esc = [](const std::string& s) { return s.empty() ? std::string("-") : absl::CHexEscape(s); };
   std::string policy = "-";
   if (!e.policy_id().empty()) {
-    policy = e.policy_version() == 0 ? e.policy_id()
-                                     : absl::StrCat(e.policy_id(), "@v", e.policy_version());
+    policy = e.policy_version() == 0 ? esc(e.policy_id())
+                                     : absl::StrCat(esc(e.policy_id()), "@v", e.policy_version());
   }
-  return absl::StrCat(e.sequence(), " ", FormatTimestamp(e.time()), " ",
-                      AuditActionName(e.action()), " ", AuditOutcomeName(e.outcome()),
-                      " caller=", OrDash(e.caller()), " app=", HexOrDash(e.app_id()),
-                      " epoch=", e.epoch() == 0 ? "-" : absl::StrCat(e.epoch()),
-                      " verifier=", OrDash(e.verifier_status()), " policy=", policy, " failed=[",
-                      absl::StrJoin(e.failed_checks(), ","), "] reason=\"",
-                      absl::CHexEscape(e.reason()), "\"",
-                      e.node().empty() ? "" : absl::StrCat(" node=", e.node(), "#", e.node_sequence()),
-                      e.simulated() ? " SIMULATED" : "",
+  std::vector<std::string> failed;
+  for (const std::string& f : e.failed_checks())
+    failed.push_back(absl::CHexEscape(f));
+  return absl::StrCat(e.sequence(), " ",
                       e.unauthenticated()
-                          ? absl::StrCat(" UNAUTHENTICATED=\"",
-                                         absl::CHexEscape(e.unauthenticated_reason()), "\"")
-                          : "");
+                          ? absl::StrCat("UNAUTHENTICATED=\"",
+                                         absl::CHexEscape(e.unauthenticated_reason()), "\" ")
+                          : "",
+                      FormatTimestamp(e.time()), " ", AuditActionName(e.action()), " ",
+                      AuditOutcomeName(e.outcome()), " caller=", esc(e.caller()),
+                      " app=", HexOrDash(e.app_id()),
+                      " epoch=", e.epoch() == 0 ? "-" : absl::StrCat(e.epoch()),
+                      " verifier=", esc(e.verifier_status()), " policy=", policy, " failed=[",
+                      absl::StrJoin(failed, ","), "] reason=\"", absl::CHexEscape(e.reason()),
+                      "\"",
+                      e.node().empty()
+                          ? ""
+                          : absl::StrCat(" node=", absl::CHexEscape(e.node()), "#",
+                                         e.node_sequence()),
+                      e.simulated() ? " SIMULATED" : "");
 }
 
 std::string AuditEventJsonLine(const v1::AuditEvent& e) {
@@ -951,8 +966,10 @@ void AddKmsCommands(CLI::App& app) {
       "(sequence, time, action, outcome, caller, app id, epoch, verifier status, policy, failed\n"
       "checks, reason, the writing node and its chain number), or one JSON object per line with\n"
       "--json (bytes as hex). Every row carries a MAC chained per KMS node; a row that fails the\n"
-      "check (changed, forged or written outside the cluster, its predecessor deleted, or from\n"
-      "before rows were chained) ends with UNAUTHENTICATED=\"<why>\": nothing in it is vouched for");
+      "check (changed, forged, renumbered or written outside the cluster, its predecessor\n"
+      "deleted, or from before rows were chained) shows UNAUTHENTICATED=\"<why>\" after its\n"
+      "sequence number: nothing in it is vouched for. A deleted row is flagged on its successor,\n"
+      "which a filter (--app-id, --since, ...) may leave out: check the whole log unfiltered.");
   AddClientFlags(*audit_cmd, audit->client);
   AddAppIdFlag(*audit_cmd, audit->app_id, /*required=*/false);
   audit_cmd->add_option("--since", audit->since,

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "absl/strings/match.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lib/core/hex.h"
@@ -195,14 +196,20 @@ TEST(FormatAuditEventTest, NodeChainAndUnauthenticatedRowsAreMarked) {
   e.set_unauthenticated(true);
   e.set_unauthenticated_reason("the MAC does not \"verify\"");
   EXPECT_EQ(FormatAuditEvent(e),
-            "7 2025-07-01T00:00:00Z key-release allowed caller=- app=- epoch=- verifier=- "
-            "policy=- failed=[] reason=\"\" node=kms-a#3 UNAUTHENTICATED=\"the MAC does not "
-            "\\\"verify\\\"\"");
+            "7 UNAUTHENTICATED=\"the MAC does not \\\"verify\\\"\" 2025-07-01T00:00:00Z "
+            "key-release allowed caller=- app=- epoch=- verifier=- policy=- failed=[] "
+            "reason=\"\" node=kms-a#3");
   const Json j = Json::parse(AuditEventJsonLine(e));
   EXPECT_EQ(j["node"], "kms-a");
   EXPECT_EQ(j["node_sequence"], 3);
   EXPECT_EQ(j["unauthenticated"], true);
   EXPECT_EQ(j["unauthenticated_reason"], "the MAC does not \"verify\"");
+  // A forged field cannot break the line.
+  e.set_caller("x\n42 2025-07-01T00:00:00Z key-release refused caller=op");
+  e.set_node("kms-a\nfake");
+  const std::string line = FormatAuditEvent(e);
+  EXPECT_EQ(line.find('\n'), std::string::npos) << line;
+  EXPECT_TRUE(absl::StartsWith(line, "7 UNAUTHENTICATED=")) << line;
 }
 
 TEST(AuditEventJsonLineTest, OneObjectPerLineWithHexBytes) {
