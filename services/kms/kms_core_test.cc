@@ -29,6 +29,7 @@
 #include "lib/store/sql.h"
 #include "lib/store/testing/local_postgres.h"
 #include "absl/strings/str_replace.h"
+#include "lib/tdx/quote.h"
 #include "lib/tee/simulator.h"
 #include "services/kms/derive.h"
 #include "services/kms/key_release.h"
@@ -817,6 +818,56 @@ class KeyReleaseTest : public BackendTest {
   std::unique_ptr<KeyReleaseCore> core_;
   std::unique_ptr<tee::TdxSimulator> sim_;
 };
+
+// A node with a TEE (here the simulator) serves an RA-TLS certificate: its quote's report data
+// binds the certificate's key, and GetPublicInfo answers the same evidence. Without a TEE: neither.
+TEST_P(KeyReleaseTest, WithATeeTheGuestCertificateIsRaTlsAndPublicInfoCarriesTheEvidence) {
+  auto identity = keys_->Identity();
+  ASSERT_THAT(identity, IsOk());
+  auto leaf_of = [](const GuestTls& tls) {
+    auto certs = crypto::ParsePemCertificates(tls.chain_pem);
+    EXPECT_THAT(certs, IsOk());
+    return std::move((*certs)[0]);
+  };
+  auto plain = IssueGuestTls(**identity, "n1", {"127.0.0.1"});
+  ASSERT_THAT(plain, IsOk());
+  EXPECT_TRUE(plain->evidence.tdx_quote().empty());
+  auto plain_claims = ratls::ParseRaTlsClaims(*leaf_of(*plain));
+  ASSERT_THAT(plain_claims, IsOk());
+  EXPECT_TRUE(plain_claims->quote.empty());
+  EXPECT_EQ(plain_claims->usage, "kms:rpc");
+  auto info = core_->GetPublicInfo();
+  ASSERT_THAT(info, IsOk());
+  EXPECT_FALSE(info->has_kms_evidence());
+
+  auto tls = IssueGuestTls(**identity, "n1", {"127.0.0.1"}, sim_.get());
+  ASSERT_THAT(tls, IsOk());
+  crypto::X509Ptr leaf = leaf_of(*tls);
+  auto claims = ratls::ParseRaTlsClaims(*leaf);
+  ASSERT_THAT(claims, IsOk());
+  EXPECT_EQ(claims->usage, "kms:rpc");
+  ASSERT_FALSE(claims->quote.empty());
+  auto quote = tdx::ParseQuote(claims->quote);
+  ASSERT_THAT(quote, IsOk());
+  ASSERT_TRUE(quote->td_report.has_value());
+  EXPECT_THAT(ratls::CheckBinding(*leaf, quote->td_report->report_data), IsOk());
+  EXPECT_EQ(tls->evidence.tdx_quote(), core::ToString(claims->quote));
+  EXPECT_EQ(tls->evidence.report_data(), core::ToString(quote->td_report->report_data));
+  EXPECT_TRUE(tls->evidence.simulated());
+  EXPECT_EQ(tls->evidence.tee_provider(), common::v1::TEE_PROVIDER_SIMULATOR);
+  // Another certificate's key is not bound by this quote.
+  auto other = IssueGuestTls(**identity, "n1", {"127.0.0.1"});
+  ASSERT_THAT(other, IsOk());
+  EXPECT_FALSE(ratls::CheckBinding(*leaf_of(*other), quote->td_report->report_data).ok());
+
+  KeyReleaseOptions o;
+  o.kms_evidence = tls->evidence;
+  KeyReleaseCore attested(*keys_, *store_, verifier_, o);
+  info = attested.GetPublicInfo();
+  ASSERT_THAT(info, IsOk());
+  EXPECT_EQ(info->kms_evidence().tdx_quote(), tls->evidence.tdx_quote());
+  EXPECT_TRUE(info->kms_evidence().simulated());
+}
 
 TEST_P(KeyReleaseTest, ReleasesSealedKeysThatAreStableAndChainToTheRoot) {
   crypto::X25519KeyPair eph;

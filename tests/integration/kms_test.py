@@ -600,7 +600,21 @@ class KmsTest(unittest.TestCase):
             d = self.stack.dir
             a = Kms(self.stack, "kms-b", os.path.join(d, "pg-a"), self.verifier,
                     ["--store", db.url, "--replica-policy-id", "kms-replica",
-                     "--replica-join-token-file", self.join_token])
+                     "--replica-join-token-file", self.join_token, "--tee", "simulated"])
+            # With --tee the member attests itself: GetPublicInfo carries its (simulated) evidence
+            # and its guest TLS certificate is RA-TLS, which pmlctl appraises like any endpoint.
+            with a.guest_channel() as ch:
+                pub = rpc(ch, RELEASE + "GetPublicInfo", kpb.GetPublicInfoRequest(),
+                          kpb.GetPublicInfoResponse)
+            self.assertTrue(pub.kms_evidence.tdx_quote)
+            self.assertTrue(pub.kms_evidence.simulated)
+            verdict = harness.pmlctl("verify", "endpoint", f"https://{a.guest_addr}",
+                                     "--policy-id", "kms-replica", "--as", "viewer",
+                                     "--addr", self.verifier.addr, "--pki-dir", self.stack.pki,
+                                     check=False)
+            self.assertEqual(verdict.returncode, 0, verdict.stdout + verdict.stderr)
+            self.assertIn("ALLOWED", verdict.stdout)
+            self.assertIn("SIMULATED", verdict.stdout + verdict.stderr)
             b_state = os.path.join(d, "pg-b")
             b = Kms(self.stack, "kms-c", b_state, self.verifier,
                     ["--store", db.url, "--join", a.guest_addr, "--join-ca", a.root_ca(),
