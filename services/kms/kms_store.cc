@@ -130,13 +130,24 @@ std::string PolicyMac(const crypto::SecretBytes& key, const std::string& app_id,
                       const std::string& body) {
   std::string msg(kPolicyMacLabel);
   msg.push_back('\0');
-  const uint32_t n = static_cast<uint32_t>(app_id.size());
-  for (int sh = 24; sh >= 0; sh -= 8)
-    msg.push_back(static_cast<char>((n >> sh) & 0xff));
+  PutLength(msg, app_id.size());
   msg += app_id;
   msg += body;
   const crypto::Sha256Digest mac = crypto::HmacSha256(key.span(), core::AsBytes(msg));
   return std::string(mac.begin(), mac.end());
+}
+
+// Whether `table` has `column` (asked before ALTER: PostgreSQL's ADD COLUMN IF NOT EXISTS takes an
+// exclusive lock even when the column is there). Table and column are constants of this file.
+absl::StatusOr<bool> HasColumn(store::SqlDb& db, const char* table, const char* column) {
+  const bool pg = db.dialect() == store::SqlDialect::kPostgres;
+  PML_ASSIGN_OR_RETURN(
+      auto rows,
+      db.Query(pg ? "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = "
+                    "current_schema() AND table_name = ? AND column_name = ?"
+                  : "SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?",
+               {std::string(table), std::string(column)}));
+  return !rows.empty() && Int(rows[0][0]) != 0;
 }
 
 absl::StatusOr<uint32_t> ReadCurrentEpoch(store::SqlDb& db) {
@@ -179,26 +190,16 @@ absl::StatusOr<std::unique_ptr<KmsStore>> KmsStore::Open(std::unique_ptr<store::
     PML_RETURN_IF_ERROR(db->Exec(Schema(db->dialect())));
     // Stores made before app-policy rows carried a MAC: add the column (their rows then read as
     // unauthenticated until put again).
-    // (Checked first: PostgreSQL's ALTER ... IF NOT EXISTS takes an exclusive lock even when the
-    // column is there.)
     const bool pg = db->dialect() == store::SqlDialect::kPostgres;
-    PML_ASSIGN_OR_RETURN(
-        auto cols,
-        db->Query(pg ? "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = "
-                       "current_schema() AND table_name = 'kms_app_policy' AND column_name = 'mac'"
-                     : "SELECT COUNT(*) FROM pragma_table_info('kms_app_policy') WHERE name = 'mac'"));
-    if (cols.empty() || Int(cols[0][0]) == 0) {
+    PML_ASSIGN_OR_RETURN(bool policy_mac, HasColumn(*db, "kms_app_policy", "mac"));
+    if (!policy_mac) {
       PML_RETURN_IF_ERROR(db->Exec(pg ? "ALTER TABLE kms_app_policy ADD COLUMN mac BYTEA"
                                       : "ALTER TABLE kms_app_policy ADD COLUMN mac BLOB"));
     }
     // Stores made before audit rows carried a MAC chain: add its columns (the old rows then list
     // as unauthenticated).
-    PML_ASSIGN_OR_RETURN(
-        auto audit_cols,
-        db->Query(pg ? "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = "
-                       "current_schema() AND table_name = 'kms_audit' AND column_name = 'mac'"
-                     : "SELECT COUNT(*) FROM pragma_table_info('kms_audit') WHERE name = 'mac'"));
-    if (audit_cols.empty() || Int(audit_cols[0][0]) == 0) {
+    PML_ASSIGN_OR_RETURN(bool audit_mac, HasColumn(*db, "kms_audit", "mac"));
+    if (!audit_mac) {
       PML_RETURN_IF_ERROR(db->Exec(
           pg ? "ALTER TABLE kms_audit ADD COLUMN node TEXT, ADD COLUMN node_seq BIGINT, "
                "ADD COLUMN mac BYTEA"
