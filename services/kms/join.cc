@@ -20,15 +20,8 @@ absl::StatusOr<v1::RootSecrets> FetchRootSecrets(const JoinOptions& o, tee::TeeP
   PML_ASSIGN_OR_RETURN(ratls::ReportData rd,
                        ratls::ComputeReportData(ratls::ReportDataPurpose::kKmsReplicaJoin,
                                                 eph.public_key));
-  PML_ASSIGN_OR_RETURN(std::vector<uint8_t> quote, tee.GetQuote(rd));
   v1::JoinClusterRequest req;
-  common::v1::EvidenceBundle* b = req.mutable_evidence();
-  b->set_tdx_quote(core::ToString(quote));
-  // No runtime event log: a KMS node is appraised on its platform and OS measurements (the
-  // replica policy sets require_event_log false and allow_any_app).
-  b->set_report_data(std::string(rd.begin(), rd.end()));
-  b->set_simulated(tee.IsSimulated());
-  b->set_tee_provider(TeeProviderProto(tee.Kind()));
+  PML_ASSIGN_OR_RETURN(*req.mutable_evidence(), NodeEvidence(tee, rd));
   req.set_ephemeral_public_key(std::string(eph.public_key.begin(), eph.public_key.end()));
   req.set_node_name(o.node_name);
   req.set_advertised_url(o.advertised_url);

@@ -122,6 +122,12 @@ std::string AuditMac(const crypto::SecretBytes& key, const std::string& node, in
   return std::string(mac.begin(), mac.end());
 }
 
+// A MAC key derived from the cluster key for one purpose (`label`).
+crypto::SecretBytes MacKey(const crypto::SecretBytes& cluster_key, absl::string_view label) {
+  const crypto::Sha256Digest k = crypto::HmacSha256(cluster_key.span(), core::AsBytes(label));
+  return crypto::SecretBytes(std::vector<uint8_t>(k.begin(), k.end()));
+}
+
 bool SameMac(const std::string& a, const std::string& b) {
   return a.size() == b.size() && !a.empty() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
@@ -367,10 +373,8 @@ absl::StatusOr<v1::AppPolicy> KmsStore::PutAppPolicy(v1::AppPolicy policy,
 }
 
 void KmsStore::SetAuditChain(const crypto::SecretBytes& cluster_key, const std::string& node) {
-  const crypto::Sha256Digest k =
-      crypto::HmacSha256(cluster_key.span(), core::AsBytes("pml-kms-audit-mac-key:v1"));
   auto chain = std::make_shared<const AuditChain>(
-      AuditChain{crypto::SecretBytes(std::vector<uint8_t>(k.begin(), k.end())), node});
+      AuditChain{MacKey(cluster_key, "pml-kms-audit-mac-key:v1"), node});
   absl::MutexLock l(&mac_mu_);
   audit_chain_ = std::move(chain);
 }
@@ -386,9 +390,8 @@ std::shared_ptr<const KmsStore::AuditChain> KmsStore::GetAuditChain() {
 }
 
 void KmsStore::SetPolicyMacKey(const crypto::SecretBytes& cluster_key) {
-  const crypto::Sha256Digest k =
-      crypto::HmacSha256(cluster_key.span(), core::AsBytes("pml-kms-app-policy-mac-key:v1"));
-  auto key = std::make_shared<const crypto::SecretBytes>(std::vector<uint8_t>(k.begin(), k.end()));
+  auto key = std::make_shared<const crypto::SecretBytes>(
+      MacKey(cluster_key, "pml-kms-app-policy-mac-key:v1"));
   absl::MutexLock l(&mac_mu_);
   policy_mac_key_ = std::move(key);
 }
@@ -586,7 +589,7 @@ absl::StatusOr<KmsStore::ChainHead> KmsStore::ChainHeadLocked() {
   if (!rows.empty()) {
     h.seq = Int(rows[0][0]);
     h.mac = Bytes(rows[0][1]);
-    if (h.seq <= 0 || h.seq == std::numeric_limits<int64_t>::max()) {
+    if (h.seq <= 0) {
       return absl::DataLossError(absl::StrCat("kms store: node ", h.chain->node,
                                               "'s newest audit row has chain position ", h.seq,
                                               " (written outside pml-kms)"));
@@ -622,8 +625,10 @@ absl::StatusOr<uint64_t> KmsStore::AppendAuditLocked(v1::AuditEvent event, Chain
   const int64_t time_unix = event.time().seconds();
   const int64_t action = event.action(), outcome = event.outcome();
   SqlValue node, node_seq, mac;  // NULL without the chain key (SetAuditChain not called yet)
+  if (head.chain != nullptr && head.seq == std::numeric_limits<int64_t>::max())
+    return absl::DataLossError("kms store: audit chain position overflows");
   std::string new_mac;
-  const int64_t next = head.seq + 1;  // ChainHeadLocked refused a head that would overflow
+  const int64_t next = head.seq + 1;
   if (head.chain != nullptr) {
     new_mac = AuditMac(head.chain->key, head.chain->node, next, head.mac, time_unix,
                        event.app_id(), action, outcome, body);
@@ -647,8 +652,6 @@ absl::StatusOr<uint64_t> KmsStore::AppendAuditLocked(v1::AuditEvent event, Chain
   if (rows.empty())
     return absl::InternalError("kms store: audit insert returned no sequence");
   if (head.chain != nullptr) {
-    if (next == std::numeric_limits<int64_t>::max())
-      return absl::DataLossError("kms store: audit chain position overflows");
     head.seq = next;  // the caller's copy: it becomes the cached head only once committed
     head.mac = std::move(new_mac);
   }

@@ -99,16 +99,25 @@ absl::StatusOr<IdentityCa> MakeIdentityCa(const Epoch& epoch1) {
   return id;
 }
 
-common::v1::TeeProvider TeeProviderProto(tee::TeeKind kind) {
-  switch (kind) {
+absl::StatusOr<common::v1::EvidenceBundle> NodeEvidence(tee::TeeProvider& tee,
+                                                        absl::Span<const uint8_t> report_data) {
+  PML_ASSIGN_OR_RETURN(std::vector<uint8_t> quote, tee.GetQuote(report_data));
+  common::v1::EvidenceBundle b;
+  b.set_tdx_quote(core::ToString(quote));
+  b.set_report_data(core::ToString(report_data));
+  b.set_simulated(tee.IsSimulated());
+  switch (tee.Kind()) {
     case tee::TeeKind::kSimulated:
-      return common::v1::TEE_PROVIDER_SIMULATOR;
+      b.set_tee_provider(common::v1::TEE_PROVIDER_SIMULATOR);
+      break;
     case tee::TeeKind::kConfigfsTsm:
-      return common::v1::TEE_PROVIDER_CONFIGFS_TSM;
+      b.set_tee_provider(common::v1::TEE_PROVIDER_CONFIGFS_TSM);
+      break;
     case tee::TeeKind::kTdxGuestDevice:
-      return common::v1::TEE_PROVIDER_TDX_GUEST_DEVICE;
+      b.set_tee_provider(common::v1::TEE_PROVIDER_TDX_GUEST_DEVICE);
+      break;
   }
-  return common::v1::TEE_PROVIDER_UNSPECIFIED;
+  return b;
 }
 
 absl::StatusOr<GuestTls> IssueGuestTls(const IdentityCa& identity, const std::string& node_name,
@@ -132,12 +141,9 @@ absl::StatusOr<GuestTls> IssueGuestTls(const IdentityCa& identity, const std::st
   GuestTls out;
   if (tee != nullptr) {
     PML_ASSIGN_OR_RETURN(ratls::ReportData rd, ratls::KeyReportData(*key));
-    PML_ASSIGN_OR_RETURN(claims.quote, tee->GetQuote(rd));
-    common::v1::EvidenceBundle& b = out.evidence;
-    b.set_tdx_quote(core::ToString(claims.quote));
-    b.set_report_data(std::string(rd.begin(), rd.end()));
-    b.set_simulated(tee->IsSimulated());
-    b.set_tee_provider(TeeProviderProto(tee->Kind()));
+    PML_ASSIGN_OR_RETURN(out.evidence, NodeEvidence(*tee, rd));
+    const std::string& quote = out.evidence.tdx_quote();
+    claims.quote.assign(quote.begin(), quote.end());
   }
   spec.extensions = ratls::RaTlsExtensions(claims);
   PML_ASSIGN_OR_RETURN(crypto::X509Ptr cert, crypto::IssueCertificate(spec, *key, *identity.key,

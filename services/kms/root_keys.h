@@ -89,8 +89,11 @@ absl::StatusOr<GuestTls> IssueGuestTls(const IdentityCa& identity, const std::st
                                        const std::vector<std::string>& names,
                                        tee::TeeProvider* tee = nullptr);
 
-// The evidence bundle's tee_provider for a KMS node's own quotes.
-common::v1::TeeProvider TeeProviderProto(tee::TeeKind kind);
+// A KMS node's own evidence: a quote from `tee` over `report_data` (64 bytes), labelled with the
+// TEE (simulated or not). No runtime event log: a KMS node is appraised on its platform and OS
+// measurements (the replica policy sets require_event_log false and allow_any_app).
+absl::StatusOr<common::v1::EvidenceBundle> NodeEvidence(tee::TeeProvider& tee,
+                                                        absl::Span<const uint8_t> report_data);
 
 class RootKeys {
  public:
